@@ -1,0 +1,280 @@
+"""The `chromastyle` command."""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"chromastyle: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def add_run_options(p):
+    """The options shared by `run`, `batch` and the worker's job header."""
+    p.add_argument("--style", default="natural",
+                   help="NAME[:STRENGTH][,NAME:STRENGTH…]; 'natural' is plain colorization")
+    p.add_argument("--hints", help="hint image (PNG with alpha; every painted pixel is a colour hint)")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--keep-luminance", action="store_true", help="keep the input's lightness (pure colorization)")
+    keep.add_argument("--keep-colors", action="store_true", help="keep the input's colours (stylize lightness only)")
+    p.add_argument("--tileable", action="store_true", help="wrap around edges so textures still tile")
+    p.add_argument("--seed", type=int, help="variation seed (default: the canonical result)")
+    p.add_argument("--model", help="registry name or a .onnx/.pt file (default: the default model)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | rocm | directml | coreml")
+    p.add_argument("--tile", type=int, default=1024, help="tile size in pixels (memory bound)")
+    p.add_argument("--max-pixels", type=int, help="refuse larger images (decompression-bomb guard)")
+
+
+def options_from_args(args):
+    from .pipeline import Options
+
+    keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
+    opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
+                   model=args.model, device=args.device, tile=args.tile)
+    opts.check()
+    return opts
+
+
+def build_parser():
+    p = Parser(prog="chromastyle", description="Colorize and stylize images with one GAN pass.")
+    p.add_argument("--version", action="version", version=f"chromastyle {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    r = sub.add_parser("run", help="process image files")
+    r.add_argument("inputs", nargs="+", type=Path)
+    r.add_argument("-o", "--output", required=True, type=Path,
+                   help="output file (one input) or folder (several inputs or variations)")
+    r.add_argument("--variations", type=int, default=1, help="write N variations (seeds S, S+1, …)")
+    add_run_options(r)
+
+    s = sub.add_parser("styles", help="list the styles of a model")
+    s.add_argument("--model")
+
+    m = sub.add_parser("models", help="list, download, verify or remove models")
+    msub = m.add_subparsers(dest="action", required=True, parser_class=Parser)
+    msub.add_parser("list")
+    for name in ("pull", "path", "rm"):
+        x = msub.add_parser(name)
+        x.add_argument("name", nargs="?" if name != "rm" else None)
+    v = msub.add_parser("verify")
+    v.add_argument("name", nargs="?")
+    v.add_argument("--fix", action="store_true")
+
+    sub.add_parser("info", help="versions, providers, cache dir, default model")
+
+    t = sub.add_parser("train", help="train the GAN (needs chromastyle[train])")
+    t.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "gpu"])
+    t.add_argument("--resume", type=Path)
+    t.add_argument("--data", help="folder with train/ and styles/")
+    t.add_argument("--out", help="run folder (checkpoints, log)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--device", default=None)
+
+    e = sub.add_parser("export", help="checkpoint -> ONNX model")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("-o", "--output", required=True, type=Path)
+    prec = e.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true")
+    prec.add_argument("--int8", action="store_true")
+
+    ev = sub.add_parser("eval", help="hint sweep, style and diversity tables + a sample sheet")
+    ev.add_argument("model")
+    ev.add_argument("--data", type=Path, help="folder of photos (default: the validation split)")
+    ev.add_argument("--styles-dir", type=Path, help="folder of paintings (default: the shared data)")
+    ev.add_argument("--limit", type=int, default=40, help="photos to evaluate")
+    ev.add_argument("--sheet", type=Path, default=Path("styles.png"), help="sample sheet to write")
+    ev.add_argument("--json", type=Path, help="write the figures as JSON too")
+
+    for name, help_ in (("serve", "run the local worker"),):
+        w = sub.add_parser(name, help=help_)
+        w.add_argument("--host", default="127.0.0.1")
+        w.add_argument("--port", type=int, default=0)
+        w.add_argument("--state-file", type=Path)
+        w.add_argument("--max-pixels", type=int, default=64_000_000)
+        w.add_argument("--token", help="bearer token (default: a new random one)")
+        w.add_argument("--model", help="model to load at start (default: the default model)")
+        w.add_argument("--device", default="auto")
+        w.add_argument("--log-file", type=Path)
+        act = w.add_mutually_exclusive_group()
+        act.add_argument("--stop", action="store_true", help="stop the running worker")
+        act.add_argument("--status", action="store_true", help="print the running worker's health")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="chromastyle: %(message)s")
+    try:
+        return COMMANDS[args.command](args) or EXIT_OK
+    except UserError as e:
+        print(f"chromastyle: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("chromastyle: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def output_paths(inputs, output, variations):
+    """One output file per (input, variation); a folder when there are several."""
+    many = len(inputs) > 1 or variations > 1
+    if not many and output.suffix and not output.is_dir():
+        return [[output]]
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} must be a folder when there are several inputs or variations")
+    suffix = lambda p: p.suffix if p.suffix.lower() in (".png", ".tif", ".tiff") else ".png"  # noqa: E731
+    return [[output / (f"{p.stem}{f'_v{v + 1}' if variations > 1 else ''}{suffix(p)}")
+             for v in range(variations)] for p in inputs]
+
+
+def cmd_run(args):
+    from tqdm import tqdm
+
+    from . import imaging, pipeline
+
+    opts = options_from_args(args)
+    if args.variations < 1:
+        raise UserError("--variations must be at least 1")
+    outs = output_paths(args.inputs, args.output, args.variations)
+    read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
+    failures, written = [], 0
+    bar = tqdm(total=len(args.inputs) * args.variations, unit="image", disable=len(outs) * args.variations < 2)
+    for src, targets in zip(args.inputs, outs):
+        try:
+            picture = imaging.read_image(src, **read_opts)
+            hints = imaging.hints_from_file(args.hints, picture.size) if args.hints else None
+            for v, dst in enumerate(targets):
+                if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+                    raise UserError(f"refusing to overwrite the input {src}")
+                seed = opts.seed if args.variations == 1 else (opts.seed or 0) + v + 1
+                result = pipeline.run(picture, hints, options=pipeline.Options(
+                    **{**opts.__dict__, "seed": seed}))
+                imaging.write_image(dst, result, inputs=args.inputs)
+                written += 1
+                bar.update()
+                if len(outs) * args.variations == 1:
+                    print(f"wrote {dst}")
+        except UserError as e:
+            failures.append((src, str(e)))
+            if len(args.inputs) == 1:
+                raise
+    bar.close()
+    if len(outs) * args.variations > 1:
+        print(f"wrote {written} image(s) to {args.output}")
+    for src, why in failures:
+        print(f"chromastyle: failed: {src}: {why}", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_styles(args):
+    from .pipeline import styles
+
+    for slug, name in styles(args.model):
+        print(f"{slug:28s} {name}")
+
+
+def cmd_models(args):
+    from . import models
+
+    if args.action == "list":
+        default = models.default_model_name()
+        for name, e in models.load_registry().items():
+            here = models.local_path(e, e.main_file)
+            print(f"{'*' if name == default else ' '} {name:24s} {e.version:8s} "
+                  f"{'downloaded' if here else 'not downloaded':15s} {e.license}")
+    elif args.action == "pull":
+        from tqdm import tqdm
+
+        bar = tqdm(unit="B", unit_scale=True)
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        print(models.pull(args.name, progress=progress))
+        bar.close()
+    elif args.action == "path":
+        print(models.model_path(args.name))
+    elif args.action == "verify":
+        bad = 0
+        for path, state in models.verify(args.name, fix=args.fix):
+            print(f"{state:8s} {path}")
+            bad += state in ("missing", "corrupt")
+        return EXIT_FAILED if bad else EXIT_OK
+    elif args.action == "rm":
+        removed = models.remove(args.name)
+        print("\n".join(f"removed {p}" for p in removed) or "nothing cached for that model")
+
+
+def cmd_info(args):
+    import platform
+
+    import numpy
+    import onnxruntime
+
+    from . import models
+
+    print(f"chromastyle   {__version__}")
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    print(f"numpy         {numpy.__version__}")
+    print(f"onnxruntime   {onnxruntime.__version__}; providers: {', '.join(onnxruntime.get_available_providers())}")
+    try:
+        import torch
+        print(f"torch         {torch.__version__} (cuda: {torch.cuda.is_available()})")
+    except ImportError:
+        print("torch         not installed (training needs chromastyle[train])")
+    print(f"cache dir     {models.home_dir()}")
+    name = models.default_model_name()
+    entry = models.get_entry(name)
+    print(f"default model {name} {entry.version}: {models.local_path(entry, entry.main_file) or 'not downloaded'}")
+
+
+def cmd_train(args):
+    try:
+        from .train.loop import train
+    except ImportError:
+        raise UserError("training needs PyTorch: pip install 'chromastyle[train]'") from None
+    path = train(args.preset, resume=args.resume, data=args.data, out=args.out, steps=args.steps,
+                 device=args.device)
+    print(f"checkpoint: {path}")
+
+
+def cmd_export(args):
+    try:
+        from .train.export import export
+    except ImportError:
+        raise UserError("export needs PyTorch: pip install 'chromastyle[train]'") from None
+    if not args.checkpoint.is_file():
+        raise UserError(f"checkpoint {args.checkpoint} does not exist")
+    print(f"wrote {export(args.checkpoint, args.output, fp16=args.fp16, int8=args.int8)}")
+
+
+def cmd_eval(args):
+    from .evaluate import evaluate
+
+    evaluate(args.model, data=args.data, styles_dir=args.styles_dir, limit=args.limit,
+             sheet=args.sheet, json_path=args.json)
+
+
+def cmd_serve(args):
+    from . import server
+
+    return server.main(args)
+
+
+COMMANDS = {"run": cmd_run, "styles": cmd_styles, "models": cmd_models, "info": cmd_info,
+            "train": cmd_train, "export": cmd_export, "eval": cmd_eval, "serve": cmd_serve}
+
+if __name__ == "__main__":
+    sys.exit(main())

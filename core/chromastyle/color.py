@@ -1,0 +1,64 @@
+"""sRGB (D65) <-> CIE L*a*b*, written once for numpy arrays and torch tensors.
+
+Channels are last (..., 3). Only operators, ``where`` and ``einsum`` are used, so the
+same code runs on numpy in the pipeline and on torch inside the network and its
+ONNX export.
+"""
+import sys
+
+_RGB_TO_XYZ = [[0.412453, 0.357580, 0.180423],
+               [0.212671, 0.715160, 0.072169],
+               [0.019334, 0.119193, 0.950227]]
+_XYZ_TO_RGB = [[3.24048134, -1.53715152, -0.49853633],
+               [-0.96925495, 1.87599, 0.04155593],
+               [0.05564664, -0.20404134, 1.05731107]]
+_WHITE = (0.95047, 1.0, 1.08883)  # D65, 2 degree observer (as skimage)
+
+
+def _xp(x):
+    return sys.modules[type(x).__module__.split(".")[0]]
+
+
+def _const(x, values):
+    """A constant with x's type, dtype and device."""
+    xp = _xp(x)
+    if xp.__name__ == "torch":
+        return xp.tensor(values, dtype=x.dtype, device=x.device)
+    return xp.asarray(values, dtype=x.dtype)
+
+
+def _matmul(x, m):
+    return _xp(x).einsum("...c,dc->...d", x, _const(x, m))
+
+
+def srgb_to_linear(c):
+    xp = _xp(c)
+    return xp.where(c > 0.04045, ((c.clip(0.04045, None) + 0.055) / 1.055) ** 2.4, c / 12.92)
+
+
+def linear_to_srgb(c):
+    xp = _xp(c)
+    return xp.where(c > 0.0031308, 1.055 * c.clip(0.0031308, None) ** (1 / 2.4) - 0.055, c * 12.92)
+
+
+def rgb_to_lab(rgb):
+    """sRGB in [0, 1] -> L* in [0, 100], a*, b* (about -110..110)."""
+    xp = _xp(rgb)
+    xyz = _matmul(srgb_to_linear(rgb), _RGB_TO_XYZ)
+    xyz = xyz / _const(xyz, _WHITE)
+    f = xp.where(xyz > 0.008856, xyz.clip(0.008856, None) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    lum = xp.where(xyz[..., 1] > 0.008856, 116 * fy - 16, 903.3 * xyz[..., 1])
+    return xp.stack([lum, 500 * (fx - fy), 200 * (fy - fz)], -1)
+
+
+def lab_to_rgb(lab):
+    """L*a*b* -> sRGB, not clipped (out-of-gamut values fall outside [0, 1])."""
+    xp = _xp(lab)
+    fy = (lab[..., 0] + 16) / 116
+    fx = fy + lab[..., 1] / 500
+    fz = fy - lab[..., 2] / 200
+    f = xp.stack([fx, fy, fz], -1)
+    xyz = xp.where(f > 0.2068966, f.clip(0.2068966, None) ** 3, (f - 16 / 116) / 7.787)
+    xyz = xyz * _const(xyz, _WHITE)
+    return linear_to_srgb(_matmul(xyz, _XYZ_TO_RGB))

@@ -1,0 +1,290 @@
+"""Image I/O, hints, padding and tiling. numpy + Pillow (+ pypng for 16-bit PNG)."""
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+
+from .color import lab_to_rgb, rgb_to_lab
+from .errors import UserError
+
+DEFAULT_MAX_PIXELS = 200_000_000  # far above 8K; guards against decompression bombs
+
+
+@dataclass
+class Picture:
+    """sRGB pixels as float32 H×W×3 in [0, 1] plus what is needed to write them back alike."""
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None   # kept in its original dtype and values, never touched
+    depth: int = 8                    # 8, 16 or 32 (float)
+    gray: bool = False
+
+    @property
+    def size(self):
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _png_bit_depth(head):
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 else None
+
+
+def _read_png16(data):
+    import png  # pypng: Pillow reads 16-bit colour PNGs as 8-bit
+
+    width, height, rows, info = png.Reader(bytes=data).asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
+    color = arr[..., :3] if planes >= 3 else np.repeat(arr[..., :1], 3, -1)
+    alpha = arr[..., -1] if planes in (2, 4) else None
+    return Picture(color.astype(np.float32) / 65535, alpha, 16, planes < 3)
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Read any Pillow image (8/16-bit, float, gray, RGB(A), palette, CMYK) as sRGB."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    if not data:
+        raise UserError(f"{path} is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.width * im.height > max_pixels:
+                raise UserError(f"{path} is {im.width}×{im.height} = {im.width * im.height:,} "
+                                f"pixels, above the limit of {max_pixels:,} (raise --max-pixels "
+                                "if the file is trusted)")
+            if _png_bit_depth(data) == 16:
+                return _read_png16(data)
+            im.load()
+            return _from_pil(ImageOps.exif_transpose(im))
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise UserError(f"cannot read {path} as an image: {e}") from None
+
+
+def _to_srgb(im, icc):
+    """Convert through the embedded ICC profile, if any, to sRGB."""
+    if not icc:
+        return im.convert("RGB")
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError):
+        return im.convert("RGB")
+
+
+def _from_pil(im):
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im).astype(np.float32)
+        scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        g = np.clip(arr / scale, 0, 1)
+        return Picture(np.repeat(g[..., None], 3, -1), None, 16, True)
+    if mode == "F":
+        g = np.clip(np.asarray(im, np.float32), 0, 1)
+        return Picture(np.repeat(g[..., None], 3, -1), None, 32, True)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode == "PA":
+        im, mode = im.convert("RGBA"), "RGBA"
+    alpha = np.asarray(im.getchannel("A")) if mode in ("RGBA", "LA", "La", "RGBa") else None
+    gray = mode in ("1", "L", "LA", "La")
+    rgb = _to_srgb(im if mode in ("RGB", "CMYK") else im.convert("RGB"), im.info.get("icc_profile"))
+    return Picture(np.asarray(rgb, np.float32) / 255, alpha, 8, gray)
+
+
+def write_image(path, picture: Picture, inputs=()):
+    """Write atomically (temp file + rename) next to the destination; never over an input."""
+    path = Path(path)
+    for src in inputs:
+        if Path(src).exists() and path.exists() and os.path.samefile(src, path):
+            raise UserError(f"refusing to overwrite the input {src}; choose another output")
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
+        raise UserError(f"unsupported output type '{suffix}' for {path}; use .png, .jpg, .tif or .webp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(encode_image(picture, suffix))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_image(picture: Picture, suffix=".png"):
+    rgb = np.clip(picture.rgb, 0, 1)
+    alpha = picture.alpha
+    buf = io.BytesIO()
+    if picture.depth >= 16 and suffix == ".png":
+        import png
+
+        arr = np.round(rgb * 65535).astype(np.uint16)
+        if alpha is not None:
+            a = alpha.astype(np.uint16) * 257 if alpha.dtype == np.uint8 else alpha.astype(np.uint16)
+            arr = np.concatenate([arr, a[..., None]], -1)
+        planes = arr.shape[-1]
+        png.Writer(arr.shape[1], arr.shape[0], bitdepth=16, greyscale=False,
+                   alpha=planes == 4).write(buf, arr.reshape(arr.shape[0], -1))
+        return buf.getvalue()
+    im = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    if alpha is not None and suffix not in (".jpg", ".jpeg"):
+        a = alpha if alpha.dtype == np.uint8 else np.round(alpha / 257).astype(np.uint8)
+        im.putalpha(Image.fromarray(a, "L"))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix, suffix[1:].upper())
+    im.save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+# -- hints ---------------------------------------------------------------------------------
+
+def hints_from_rgba(rgba):
+    """An H×W×4 hint layer (float in [0,1] or uint8): every pixel with alpha > 0 is a hint;
+    its colour's a*b* become the hint. Returns H×W×3 float32 (a/110, b/110, mask)."""
+    rgba = np.asarray(rgba)
+    if rgba.dtype == np.uint8:
+        rgba = rgba.astype(np.float32) / 255
+    mask = rgba[..., 3] > 0
+    lab = rgb_to_lab(rgba[..., :3].astype(np.float64))
+    hints = np.zeros(rgba.shape[:2] + (3,), np.float32)
+    hints[mask, 0] = lab[mask, 1] / 110
+    hints[mask, 1] = lab[mask, 2] / 110
+    hints[mask, 2] = 1
+    return hints
+
+
+def hints_from_file(path, size):
+    """Read a hint image (PNG with alpha; painted where alpha > 0) that must match ``size``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im).convert("RGBA")
+        except (OSError, SyntaxError, ValueError) as e:
+            raise UserError(f"cannot read the hint image {path}: {e}") from None
+    if im.size != tuple(size):
+        raise UserError(f"the hint image {path} is {im.width}×{im.height} but the image is "
+                        f"{size[0]}×{size[1]}; paint the hints on a layer of the same size")
+    return hints_from_rgba(np.asarray(im))
+
+
+def parse_color(color):
+    if isinstance(color, str):
+        c = color.lstrip("#")
+        if len(c) != 6:
+            raise UserError(f"colour '{color}' is not #rrggbb")
+        try:
+            return tuple(int(c[i:i + 2], 16) / 255 for i in (0, 2, 4))
+        except ValueError:
+            raise UserError(f"colour '{color}' is not #rrggbb") from None
+    rgb = tuple(float(v) for v in color)
+    return tuple(v / 255 for v in rgb) if max(rgb) > 1 else rgb
+
+
+def hints_from_points(points, size, radius=2):
+    """[(x, y, colour), …] -> hint array; each point paints a (2r+1)² square."""
+    w, h = size
+    rgba = np.zeros((h, w, 4), np.float32)
+    for x, y, color in points:
+        if not (0 <= x < w and 0 <= y < h):
+            raise UserError(f"hint point ({x}, {y}) lies outside the {w}×{h} image")
+        rgba[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = (*parse_color(color), 1)
+    return hints_from_rgba(rgba)
+
+
+# -- padding and tiling ----------------------------------------------------------------------
+
+def pad(arr, top, bottom, left, right, circular=False):
+    """Pad H×W×C; reflect at borders (no dark frame), or wrap for tileable textures."""
+    if circular:
+        return np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode="wrap")
+    # np's reflect cannot pad more than the size; symmetric tiling of the image can
+    reps_y = -(-(top + bottom) // arr.shape[0]) + 1
+    reps_x = -(-(left + right) // arr.shape[1]) + 1
+    if reps_y > 2 or reps_x > 2:
+        flip = np.concatenate([arr, arr[::-1]], 0)
+        flip = np.concatenate([flip, flip[:, ::-1]], 1)
+        big = np.tile(flip, (reps_y, reps_x, 1))
+        return big[:arr.shape[0] + top + bottom, :arr.shape[1] + left + right]
+    return np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode="symmetric")
+
+
+def tile_spans(length, tile, overlap, multiple):
+    """Start/stop pairs of equal tiles (a multiple of ``multiple``) covering [0, length)."""
+    if length <= tile:
+        return [(0, length)]
+    count = -(-(length - overlap) // (tile - overlap))
+    size = -(-(length + (count - 1) * overlap) // count)
+    size = -(-size // multiple) * multiple
+    starts = np.linspace(0, length - size, count).round().astype(int)
+    return [(int(s), int(s) + size) for s in starts]
+
+
+def feather(length, start, stop, total, overlap):
+    """1-D blending weights of one tile: linear ramps where it overlaps its neighbours."""
+    w = np.ones(stop - start, np.float32)
+    ramp = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
+    if start > 0:
+        w[:overlap] = ramp
+    if stop < total:
+        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def run_tiled(fn, channels, out_channels, tile, overlap, multiple, circular=False,
+              progress=None, cancel=None):
+    """Apply ``fn`` (H×W×C array -> H×W×out array, sizes multiples of ``multiple``) to an image
+    of any size in bounded memory: overlapping tiles with feathered blending.
+
+    The network has no per-tile statistics, so overlapping tiles agree up to their borders and
+    the feathered blend hides the rest. ``circular`` wraps the image for tileable textures.
+    """
+    h, w = channels.shape[:2]
+    margin = overlap if (circular or h > tile or w > tile) else 0
+    ph = -(-(h + 2 * margin) // multiple) * multiple
+    pw = -(-(w + 2 * margin) // multiple) * multiple
+    top, left = margin + (ph - h - 2 * margin) // 2, margin + (pw - w - 2 * margin) // 2
+    canvas = pad(channels, top, ph - h - top, left, pw - w - left, circular)
+    ys, xs = tile_spans(ph, tile, overlap, multiple), tile_spans(pw, tile, overlap, multiple)
+    out = np.zeros((ph, pw, out_channels), np.float32)
+    weight = np.zeros((ph, pw, 1), np.float32)
+    done, total = 0, len(ys) * len(xs)
+    for y0, y1 in ys:
+        wy = feather(ph, y0, y1, ph, overlap)
+        for x0, x1 in xs:
+            if cancel is not None and cancel():
+                raise Cancelled()
+            wx = feather(pw, x0, x1, pw, overlap)
+            wt = (wy[:, None] * wx[None, :])[..., None]
+            out[y0:y1, x0:x1] += fn(canvas[y0:y1, x0:x1]) * wt
+            weight[y0:y1, x0:x1] += wt
+            done += 1
+            if progress:
+                progress(done / total)
+    return out[top:top + h, left:left + w] / weight[top:top + h, left:left + w]
+
+
+class Cancelled(Exception):
+    """Raised inside a run when its cancel callback returns True."""
+
+
+def merge_lab(source_rgb, result_rgb, keep):
+    """keep='luminance': input L*, output a*b* (pure colorization); keep='colors': output L*,
+    input a*b* (stylize luminance only)."""
+    if keep in (None, "none"):
+        return result_rgb
+    src, res = rgb_to_lab(source_rgb), rgb_to_lab(result_rgb)
+    lab = np.concatenate([src[..., :1], res[..., 1:]] if keep == "luminance"
+                         else [res[..., :1], src[..., 1:]], -1)
+    return np.clip(lab_to_rgb(lab), 0, 1).astype(np.float32)

@@ -1,0 +1,94 @@
+"""Training data: photos in memory, a fixed validation split, paintings, hint sampling."""
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def default_data_dir():
+    """../shared/data next to the checkout, where the project's data lives; override with --data."""
+    return Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
+def list_images(folder):
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def is_validation(path, percent=8):
+    """A fixed split by file name: the same photos are held out on every machine and run.
+
+    The public-domain/CC0 sample photos (prefix ``pypi_``) are always held out: the project's
+    demo image comes from them, and it must not have been trained on.
+    """
+    name = Path(path).name
+    return name.startswith("pypi_") or zlib.crc32(name.encode()) % 100 < percent
+
+
+def split(folder, percent=8):
+    files = list_images(folder)
+    val = [p for p in files if is_validation(p, percent)]
+    train = [p for p in files if not is_validation(p, percent)]
+    return train, val
+
+
+def load_rgb(path, short_side=None, long_side=None):
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = None
+        if short_side:
+            scale = short_side / min(w, h)
+        elif long_side:
+            scale = long_side / max(w, h)
+        if scale and abs(scale - 1) > 1e-3:
+            im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def load_photos(files, short_side):
+    return [load_rgb(p, short_side=short_side) for p in files]
+
+
+def load_paintings(folder, slugs, long_side, min_side):
+    """Each painting scaled so its long side is ``long_side`` but no side is below ``min_side``."""
+    out = []
+    for slug in slugs:
+        img = load_rgb(Path(folder) / f"{slug}.jpg", long_side=long_side)
+        if min(img.shape[:2]) < min_side:
+            img = load_rgb(Path(folder) / f"{slug}.jpg", short_side=min_side)
+        out.append(img)
+    return out
+
+
+def random_crops(rng, images, count, size):
+    """count random crops (with random horizontal flips) -> float32 N,3,size,size in [0,1]."""
+    batch = np.empty((count, 3, size, size), np.float32)
+    for i in range(count):
+        img = images[rng.integers(len(images))]
+        y = rng.integers(img.shape[0] - size + 1)
+        x = rng.integers(img.shape[1] - size + 1)
+        crop = img[y:y + size, x:x + size]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        batch[i] = crop.transpose(2, 0, 1) / 255.0
+    return batch
+
+
+def sample_hints(rng, ab, p_none=0.1, p_geometric=0.125, max_patch=9):
+    """Hints as in Zhang et al. 2017 training: a geometric number of patches, each of a random
+    size, filled with the patch's mean ground-truth ab. ab: N,2,H,W (a/110, b/110)."""
+    n, _, h, w = ab.shape
+    hints = np.zeros((n, 3, h, w), np.float32)
+    for i in range(n):
+        count = 0 if rng.random() < p_none else rng.geometric(p_geometric)
+        for _ in range(min(count, 200)):
+            size = rng.integers(1, max_patch + 1)
+            y = rng.integers(h - size + 1)
+            x = rng.integers(w - size + 1)
+            patch = ab[i, :, y:y + size, x:x + size]
+            hints[i, :2, y:y + size, x:x + size] = patch.mean((1, 2))[:, None, None]
+            hints[i, 2, y:y + size, x:x + size] = 1
+    return hints
