@@ -39,8 +39,15 @@ def options_from_args(args):
     keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
     opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
                    model=args.model, device=args.device, tile=args.tile)
-    opts.check()
+    try:
+        opts.check()
+    except UserError as e:
+        raise UsageError(str(e)) from None
     return opts
+
+
+class UsageError(UserError):
+    """A bad option rather than a bad file: exit code 2."""
 
 
 def build_parser():
@@ -118,7 +125,7 @@ def main(argv=None):
         return COMMANDS[args.command](args) or EXIT_OK
     except UserError as e:
         print(f"chromastyle: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(e, UsageError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("chromastyle: interrupted", file=sys.stderr)
         return 130
@@ -146,6 +153,10 @@ def cmd_run(args):
     opts = options_from_args(args)
     if args.variations < 1:
         raise UserError("--variations must be at least 1")
+    try:  # an unknown style is a usage error, found before any file is touched
+        pipeline.style_vector(opts.styles, pipeline.get_model(opts.model, opts.device).info.styles)
+    except UserError as e:
+        raise UsageError(str(e)) from None
     outs = output_paths(args.inputs, args.output, args.variations)
     read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     failures, written = [], 0

@@ -1,0 +1,89 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = ROOT / "models" / "chromastyle-small" / "model.onnx"
+SAMPLE = ROOT / "core" / "chromastyle" / "samples" / "astronaut_gray.png"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never touch the user's cache or the network from a test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("CHROMASTYLE_HOME", str(home))
+    monkeypatch.setenv("CHROMASTYLE_OFFLINE", "1")
+    monkeypatch.delenv("CHROMASTYLE_REGISTRY", raising=False)
+    yield home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A real, randomly initialised ONNX model of the contract, for plumbing tests."""
+    torch = pytest.importorskip("torch")
+    from chromastyle.train.export import export
+    from chromastyle.train.nets import Generator, GeneratorArgs
+
+    torch.manual_seed(0)
+    args = GeneratorArgs(styles=["natural", "alpha", "beta"], widths=(8, 8, 16, 16), res_blocks=2)
+    net = Generator(args)
+    with torch.no_grad():  # make the heads non-trivial so outputs depend on the inputs
+        for head in (net.head_lum, net.head_ab):
+            head.weight.normal_(0, 0.2)
+    folder = tmp_path_factory.mktemp("tiny")
+    ckpt = folder / "tiny.pt"
+    torch.save({"generator_args": args.to_dict(), "generator": net.state_dict(), "step": 0}, ckpt)
+    return export(ckpt, folder / "tiny.onnx")
+
+
+@pytest.fixture
+def smooth_image():
+    """A smooth colour ramp, where any seam would stand out."""
+    h, w = 300, 420
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([x / w, y / h, 0.5 + 0.3 * np.sin(x / 60) * np.cos(y / 50)], -1).astype(np.float32)
+
+
+def photo(name="pypi_skimagecoffee_0003.jpg", size=None):
+    """A validation photo from the shared data when present, else the bundled sample."""
+    from PIL import Image
+
+    path = ROOT.parent / "shared" / "data" / "train" / name
+    im = Image.open(path if path.exists() else SAMPLE).convert("RGB")
+    if size:
+        im = im.resize(size, Image.LANCZOS)
+    return np.asarray(im, np.float32) / 255
+
+
+def swapped_primaries_icc():
+    """A minimal ICC v2 RGB matrix/TRC profile whose red and green primaries are sRGB's green
+    and red: a pixel (1, 0, 0) in it is pure sRGB green. Tests ICC handling without a file."""
+    import struct
+
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(2.2 * 256)) + b"\0\0"
+    text = b"swapped\0"
+    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 3 + b"\0" * 67)
+    desc += b"\0" * (-len(desc) % 4)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"gXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + b"\0" * 12 + b"acsp" + b"\0" * 24 + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249)
+              + b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
