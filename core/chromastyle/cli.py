@@ -111,6 +111,8 @@ def build_parser():
         w.add_argument("--model", help="model to load at start (default: the default model)")
         w.add_argument("--device", default="auto")
         w.add_argument("--log-file", type=Path)
+        w.add_argument("--job-lease", type=float, default=120.0,
+                       help="cancel a job when no client asked about it for this many seconds")
         act = w.add_mutually_exclusive_group()
         act.add_argument("--stop", action="store_true", help="stop the running worker")
         act.add_argument("--status", action="store_true", help="print the running worker's health")
@@ -153,8 +155,9 @@ def cmd_run(args):
     opts = options_from_args(args)
     if args.variations < 1:
         raise UserError("--variations must be at least 1")
+    model = pipeline.get_model(opts.model, opts.device)
     try:  # an unknown style is a usage error, found before any file is touched
-        pipeline.style_vector(opts.styles, pipeline.get_model(opts.model, opts.device).info.styles)
+        pipeline.style_vector(opts.styles, model.info.styles)
     except UserError as e:
         raise UsageError(str(e)) from None
     outs = output_paths(args.inputs, args.output, args.variations)

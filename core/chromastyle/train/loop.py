@@ -58,8 +58,8 @@ class TrainConfig:
 
 
 PRESETS = {
-    "smoke": dict(steps=6, batch=6, crop=64, short_side=80, painting_long_side=128, max_images=24,
-                  widths=(8, 16, 16, 24), res_blocks=2, log_every=2, ckpt_every=3,
+    "smoke": dict(steps=12, batch=8, crop=64, short_side=80, painting_long_side=128, max_images=24,
+                  widths=(8, 16, 16, 24), res_blocks=2, log_every=4, ckpt_every=6,
                   out="runs/smoke"),
     "cpu": dict(),
     "gpu": dict(steps=60000, batch=48, crop=192, short_side=256, painting_long_side=512,

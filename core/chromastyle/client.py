@@ -1,0 +1,233 @@
+"""Client of the chromastyle worker: standard library only, Python 3.10+, no numpy.
+
+This file exists once, in the core package; the installers copy it into each plug-in bundle
+(GIMP, Krita, Blender), so host Pythons never need numpy, onnxruntime or torch.
+
+    client = Client()                       # finds the worker, or starts one
+    out = client.run(pixels, width, height, channels=3, dtype="uint8",
+                     options={"styles": "starry_night:0.8"}, progress=print)
+"""
+import http.client
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+PROTOCOL = "1"
+DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}
+
+
+class WorkerError(Exception):
+    """Something a person can act on: the message says what happened and where to look."""
+
+
+class JobFailed(WorkerError):
+    pass
+
+
+class Cancelled(WorkerError):
+    pass
+
+
+def config_dir():
+    if os.environ.get("CHROMASTYLE_CONFIG_DIR"):
+        return Path(os.environ["CHROMASTYLE_CONFIG_DIR"])
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "chromastyle"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "chromastyle"
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "chromastyle"
+
+
+def default_state_file():
+    """Where the worker writes {host, port, token, pid}: the runtime dir when there is one."""
+    if os.environ.get("CHROMASTYLE_STATE_FILE"):
+        return Path(os.environ["CHROMASTYLE_STATE_FILE"])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and sys.platform.startswith("linux") and os.path.isdir(runtime):
+        return Path(runtime) / "chromastyle" / "worker.json"
+    return config_dir() / "worker.json"
+
+
+def client_config():
+    """{"python": interpreter that runs the worker, …}, written by `chromastyle install`."""
+    try:
+        return json.loads((config_dir() / "client.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def encode_job(header, pixels, hints=None):
+    """Body of POST /v1/jobs: 4-byte big-endian header length, JSON header, pixels[, hints]."""
+    head = json.dumps(header).encode()
+    return b"".join([struct.pack(">I", len(head)), head, pixels, hints or b""])
+
+
+class Client:
+    def __init__(self, state_file=None, python=None, autostart=True, start_timeout=90.0,
+                 request_timeout=60.0, worker_args=()):
+        self.state_file = Path(state_file) if state_file else default_state_file()
+        self.python = python or os.environ.get("CHROMASTYLE_PYTHON") or client_config().get("python") or sys.executable
+        self.autostart = autostart
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.worker_args = list(worker_args)
+        self.client_id = uuid.uuid4().hex[:12]
+        self.state = None
+
+    # -- connection -----------------------------------------------------------------------
+    def _read_state(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def connect(self):
+        """Use the running worker, or start one; returns its health."""
+        self.state = self._read_state()
+        if self.state:
+            try:
+                return self.health()
+            except WorkerError:
+                self.state = None
+        if not self.autostart:
+            raise WorkerError(f"no chromastyle worker is running (no live worker in {self.state_file}); "
+                              "start one with `chromastyle serve`")
+        return self._start()
+
+    def _reconnect(self):
+        """After the worker went away: start a new one, or wait for whoever restarts it."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            self.state = None
+            try:
+                return self.connect()
+            except WorkerError:
+                if self.autostart or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _start(self):
+        log = self.state_file.with_name("worker-start.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [self.python, "-m", "chromastyle", "serve", "--state-file", str(self.state_file)] + self.worker_args
+        kw = {"start_new_session": True} if os.name == "posix" else \
+            {"creationflags": getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        try:
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kw)
+        except OSError as e:
+            raise WorkerError(f"the chromastyle worker could not start: cannot run {self.python} ({e}); "
+                              "set the interpreter with `chromastyle install` or CHROMASTYLE_PYTHON") from None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise WorkerError("the chromastyle worker could not start: "
+                                  f"{' / '.join(tail) or f'exit code {proc.returncode}'} — see {log}")
+            state = self._read_state()
+            if state and state.get("pid") == proc.pid:
+                self.state = state
+                try:
+                    return self.health()
+                except WorkerError:
+                    pass
+            time.sleep(0.1)
+        proc.kill()
+        raise WorkerError(f"the chromastyle worker did not answer within {self.start_timeout:.0f} s — see {log}")
+
+    def _request(self, method, path, body=None, headers=None, timeout=None):
+        if self.state is None:
+            self.connect()
+        h = {"Authorization": f"Bearer {self.state.get('token', '')}", "X-Chromastyle-Client": self.client_id}
+        h.update(headers or {})
+        conn = http.client.HTTPConnection(self.state["host"], self.state["port"],
+                                          timeout=timeout or self.request_timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise WorkerError(f"the chromastyle worker at {self.state['host']}:{self.state['port']} "
+                              f"is not answering ({e})") from None
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            try:
+                message = json.loads(data)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = data.decode(errors="replace")[:200]
+            err = WorkerError(f"the chromastyle worker refused the request ({resp.status}): {message}")
+            err.status = resp.status
+            raise err
+        return resp, data
+
+    def _json(self, method, path, body=None):
+        return json.loads(self._request(method, path, body)[1])
+
+    # -- API --------------------------------------------------------------------------------
+    def health(self):
+        return self._json("GET", "/v1/health")
+
+    def styles(self, model=None):
+        return self._json("GET", "/v1/styles" + (f"?model={model}" if model else ""))["styles"]
+
+    def models(self):
+        return self._json("GET", "/v1/models")["models"]
+
+    def submit(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None):
+        """Queue a job; hints is optional RGBA8 bytes of the same size. Returns the job id."""
+        header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
+                  "dtype": dtype, "options": options or {}, "hints": "rgba8" if hints else None}
+        return self._json("POST", "/v1/jobs", encode_job(header, pixels, hints))["id"]
+
+    def status(self, job_id):
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def result(self, job_id):
+        resp, data = self._request("GET", f"/v1/jobs/{job_id}/result")
+        meta = {k: resp.getheader(f"X-Chromastyle-{k.capitalize()}") for k in ("width", "height", "channels", "dtype")}
+        return data, meta
+
+    def cancel(self, job_id):
+        try:
+            return self._json("DELETE", f"/v1/jobs/{job_id}")
+        except WorkerError as e:
+            if getattr(e, "status", None) == 404:
+                return {"id": job_id, "state": "gone"}
+            raise
+
+    def run(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
+            progress=None, should_cancel=None, poll=0.1, restarts=2):
+        """Submit, follow progress, return the result bytes (same channels and dtype as sent,
+        gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
+        job = self.submit(pixels, width, height, channels, dtype, options, hints)
+        while True:
+            if should_cancel and should_cancel():
+                self.cancel(job)
+                raise Cancelled("cancelled")
+            try:
+                st = self.status(job)
+            except WorkerError as e:
+                if restarts <= 0 or getattr(e, "status", 0) not in (0, 404):
+                    raise
+                restarts -= 1
+                self._reconnect()
+                job = self.submit(pixels, width, height, channels, dtype, options, hints)
+                continue
+            if progress:
+                progress(st.get("progress", 0.0), st.get("stage", ""))
+            if st["state"] == "done":
+                return self.result(job)[0]
+            if st["state"] == "failed":
+                raise JobFailed(st.get("error") or "the job failed")
+            if st["state"] == "cancelled":
+                raise Cancelled("the job was cancelled")
+            time.sleep(poll)
+
+    def stop(self):
+        self._request("POST", "/v1/shutdown")
