@@ -1,0 +1,166 @@
+"""`chromastyle eval`: the hint sweep (Zhang et al. 2017 protocol) against gray and Levin et al.
+2004, colorfulness, style structure/distance, diversity, and a sample sheet."""
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import metrics as M
+from . import pipeline
+from .color import lab_to_rgb, rgb_to_lab
+from .errors import UserError
+
+HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100)
+SIZE = 256
+
+
+def validation_photos(data=None, limit=40):
+    from .train.data import default_data_dir, is_validation, list_images
+
+    if data is None:
+        folder = default_data_dir() / "train"
+        files = [p for p in list_images(folder) if is_validation(p)] if folder.is_dir() else []
+    else:
+        files = list_images(data)
+    if not files:
+        raise UserError(f"no photos found in {data or 'the shared data'}; pass --data DIR")
+    files = files[:limit]
+    return files, [np.asarray(Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC), np.float64) / 255
+                   for p in files]
+
+
+def hint_sweep(model, photos, counts=HINT_COUNTS, seed=0):
+    """PSNR (8-bit RGB, input luminance kept) of model, gray and Levin per hint count; SSIM and
+    colorfulness of the model at each count."""
+    rows = {k: {c: [] for c in counts} for k in ("model", "levin", "gray", "ssim", "colorfulness")}
+    gt_colorfulness = []
+    for i, rgb in enumerate(photos):
+        lab = rgb_to_lab(rgb)
+        gt8 = M.to_uint8(rgb)
+        gray = M.with_luminance(np.repeat(rgb.mean(-1, keepdims=True), 3, -1), lab[..., 0])
+        gt_colorfulness.append(M.colorfulness(rgb))
+        for c in counts:
+            rng = np.random.default_rng([seed, i, c])
+            hints, mask = M.sample_hint_patches(rng, lab[..., 1:], c)
+            out = pipeline.run(_gray_input(lab), hints, model=model, keep="luminance")
+            out = M.with_luminance(out, lab[..., 0])
+            rows["model"][c].append(M.psnr(M.to_uint8(out), gt8))
+            rows["ssim"][c].append(M.ssim(out.mean(-1), rgb.mean(-1)))
+            rows["colorfulness"][c].append(M.colorfulness(out))
+            ab = M.levin_colorize(lab[..., 0], hints[..., :2] * 110, mask)
+            levin = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)
+            rows["levin"][c].append(M.psnr(M.to_uint8(levin), gt8))
+            rows["gray"][c].append(M.psnr(M.to_uint8(gray), gt8))
+    table = {k: {c: float(np.mean(v)) for c, v in per.items()} for k, per in rows.items()}
+    table["gt_colorfulness"] = float(np.mean(gt_colorfulness))
+    return table
+
+
+def _gray_input(lab):
+    """The model sees only lightness: an sRGB gray image with the photo's L*."""
+    gray_lab = np.concatenate([lab[..., :1], np.zeros_like(lab[..., 1:])], -1)
+    return np.clip(lab_to_rgb(gray_lab), 0, 1).astype(np.float32)
+
+
+def style_table(model, photos, paintings_dir, styles):
+    """Per style: SSIM of output vs input lightness (content kept) and the random-feature Gram
+    distance to the painting, as a ratio of the input photo's own distance (lower = closer)."""
+    import torch
+
+    from .train.data import load_rgb
+    from .train.losses import RandomFeatures, gram, style_loss
+
+    feats = RandomFeatures()
+
+    def features(rgb):
+        return feats(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))[None]).float())
+
+    rows = {}
+    for slug in styles:
+        path = Path(paintings_dir) / f"{slug}.jpg"
+        if not path.exists():
+            continue
+        with torch.no_grad():
+            # the painting at the scale training saw it (crop : painting = 128 : 320)
+            target = [gram(f) for f in features(load_rgb(path, long_side=int(2.5 * SIZE)) / 255.0)]
+        ssims, ratios = [], []
+        for rgb in photos:
+            gray = _gray_input(rgb_to_lab(rgb))
+            out = pipeline.run(gray, model=model, styles=slug)
+            ssims.append(M.ssim(rgb_to_lab(out)[..., 0] / 100, rgb_to_lab(rgb)[..., 0] / 100))
+            with torch.no_grad():
+                ratios.append(float(style_loss(features(out), target)) /
+                              max(float(style_loss(features(rgb), target)), 1e-9))
+        rows[slug] = {"ssim": float(np.mean(ssims)), "distance_ratio": float(np.mean(ratios))}
+    return rows
+
+
+def diversity(model, photos):
+    """Mean |Δab| between two latents, and whether z = 0 is bit-identical run to run."""
+    diffs, identical = [], True
+    for rgb in photos:
+        gray = _gray_input(rgb_to_lab(rgb))
+        a = rgb_to_lab(pipeline.run(gray, model=model, seed=1))[..., 1:]
+        b = rgb_to_lab(pipeline.run(gray, model=model, seed=2))[..., 1:]
+        diffs.append(np.abs(a - b).mean())
+        identical &= np.array_equal(pipeline.run(gray, model=model), pipeline.run(gray, model=model))
+    return {"mean_ab_difference": float(np.mean(diffs)), "z0_bit_identical": bool(identical)}
+
+
+def sample_sheet(model, photos, styles, path, cell=128):
+    """Rows: photos; columns: original, gray input, natural, then every style."""
+    rows = []
+    for rgb in photos:
+        small = np.asarray(Image.fromarray(M.to_uint8(rgb)).resize((cell, cell), Image.LANCZOS), np.float32) / 255
+        gray = _gray_input(rgb_to_lab(small))
+        cells = [small, gray] + [pipeline.run(gray, model=model, styles=s) for s in ["natural"] + list(styles)]
+        rows.append(np.concatenate(cells, 1))
+    sheet = M.to_uint8(np.concatenate(rows, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path, optimize=True)
+    return path
+
+
+def format_tables(sweep, styles=None, div=None):
+    counts = list(sweep["model"])
+    lines = ["hint sweep: PSNR (dB, 8-bit RGB, input luminance kept), 256², 6×6 ground-truth patches",
+             "| hints | " + " | ".join(map(str, counts)) + " |", "|---" * (len(counts) + 1) + "|"]
+    for key, label in (("gray", "gray (ab = 0)"), ("levin", "Levin et al. 2004"), ("model", "chromastyle"),
+                       ("ssim", "SSIM (model)"), ("colorfulness", "colorfulness (model)")):
+        fmt = "{:.3f}" if key == "ssim" else "{:.2f}"
+        lines.append(f"| {label} | " + " | ".join(fmt.format(sweep[key][c]) for c in counts) + " |")
+    lines.append(f"ground-truth colorfulness: {sweep['gt_colorfulness']:.2f} "
+                 f"(model at 0 hints: {100 * sweep['colorfulness'][counts[0]] / sweep['gt_colorfulness']:.0f} %)")
+    if styles:
+        lines += ["", "styles: SSIM of lightness vs input (content), Gram distance ratio output/input (≤ 0.5 reads as the painting)",
+                  "| style | SSIM | distance ratio |", "|---|---|---|"]
+        lines += [f"| {s} | {r['ssim']:.3f} | {r['distance_ratio']:.3f} |" for s, r in styles.items()]
+        lines.append(f"| mean | {np.mean([r['ssim'] for r in styles.values()]):.3f} | "
+                     f"{np.mean([r['distance_ratio'] for r in styles.values()]):.3f} |")
+    if div:
+        lines += ["", f"diversity: mean |Δab| between z seeds 1 and 2: {div['mean_ab_difference']:.2f}; "
+                      f"z = 0 bit-identical: {div['z0_bit_identical']}"]
+    return "\n".join(lines)
+
+
+def evaluate(model, data=None, styles_dir=None, limit=40, sheet=Path("styles.png"), json_path=None,
+             style_photos=6):
+    from .train.data import default_data_dir
+
+    files, photos = validation_photos(data, limit)
+    info = pipeline.get_model(model).info
+    print(f"evaluating {model} on {len(photos)} photos")
+    sweep = hint_sweep(model, photos)
+    styles_dir = styles_dir or default_data_dir() / "styles"
+    style_names = [s for s in info.styles if s != "natural"]
+    styles = style_table(model, photos[:style_photos], styles_dir, style_names)
+    div = diversity(model, photos[:style_photos])
+    print(format_tables(sweep, styles, div))
+    if sheet:
+        print(f"sample sheet: {sample_sheet(model, photos[:style_photos], style_names, sheet)}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"photos": [p.name for p in files], "sweep": sweep,
+                                               "styles": styles, "diversity": div}, indent=1))
+    return sweep, styles, div

@@ -1,0 +1,123 @@
+"""Image quality and colorization metrics, and the classical Levin et al. 2004 baseline."""
+import numpy as np
+
+from .color import lab_to_rgb, rgb_to_lab
+
+
+def to_uint8(rgb):
+    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def psnr(a, b, peak=255.0):
+    """PSNR of two uint8 images."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
+
+
+def ssim(a, b, data_range=1.0, sigma=1.5):
+    """SSIM of two single-channel float images (Wang et al. 2004, Gaussian window)."""
+    from scipy.ndimage import gaussian_filter
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    f = lambda x: gaussian_filter(x, sigma, truncate=3.5)  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    var_a, var_b = f(a * a) - mu_a ** 2, f(b * b) - mu_b ** 2
+    cov = f(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+def colorfulness(rgb):
+    """Hasler & Süsstrunk 2003, on 0..255 sRGB."""
+    x = np.clip(rgb, 0, 1).astype(np.float64) * 255
+    rg = x[..., 0] - x[..., 1]
+    yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def with_luminance(rgb, L):
+    """Replace the lightness of ``rgb`` with L* (0..100): 'input luminance kept'."""
+    lab = rgb_to_lab(rgb.astype(np.float64))
+    lab[..., 0] = L
+    return np.clip(lab_to_rgb(lab), 0, 1)
+
+
+def levin_colorize(L, hint_ab, hint_mask):
+    """Colorization using Optimization (Levin, Lischinski & Weiss 2004).
+
+    L: H×W lightness; hint_ab: H×W×2; hint_mask: H×W bool. Neighbouring pixels of similar
+    lightness get similar chroma: minimise Σ_r (u_r − Σ_s w_rs u_s)² with the hints fixed,
+    w_rs ∝ exp(−(Y_r − Y_s)² / 2σ_r²) over each 3×3 window. Returns H×W×2 ab.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    h, w = L.shape
+    if not hint_mask.any():
+        return np.zeros((h, w, 2))
+    y = L.astype(np.float64) / 100
+    n = h * w
+    idx = np.arange(n).reshape(h, w)
+    pad = np.pad(y, 1, mode="edge")
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
+    window = np.concatenate([neigh, y[None]])
+    var = np.maximum(window.var(0), 2e-6)
+    wts = np.exp(-((neigh - y[None]) ** 2) / (2 * var[None]))
+    # pixels outside the image (edge padding) get no weight
+    valid = np.stack([((np.arange(h)[:, None] + dy >= 0) & (np.arange(h)[:, None] + dy < h) &
+                       (np.arange(w)[None] + dx >= 0) & (np.arange(w)[None] + dx < w)) for dy, dx in shifts])
+    wts = wts * valid
+    wts /= wts.sum(0, keepdims=True)
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(n)]
+    fixed = hint_mask.ravel()
+    for k, (dy, dx) in enumerate(shifts):
+        ok = valid[k].ravel() & ~fixed
+        src = idx.ravel()[ok]
+        dst = np.clip(np.arange(h)[:, None] + dy, 0, h - 1) * w + np.clip(np.arange(w)[None] + dx, 0, w - 1)
+        rows.append(src)
+        cols.append(dst.ravel()[ok])
+        vals.append(-wts[k].ravel()[ok])
+    A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    b = np.where(fixed[:, None], hint_ab.reshape(n, 2), 0.0)
+    return splu(A).solve(b).reshape(h, w, 2)
+
+
+def sample_hint_patches(rng, ab, count, patch=6):
+    """The hint sampling of Zhang et al. 2017's test sweep: patch centres ~ N(centre, (H−P+1)/4),
+    clipped; each patch filled with the ground truth's patch-mean ab. Returns (hints H×W×3, mask)."""
+    h, w = ab.shape[:2]
+    hints = np.zeros((h, w, 3), np.float32)
+    for _ in range(count):
+        y = int(np.clip(rng.normal((h - patch + 1) / 2, (h - patch + 1) / 4), 0, h - patch))
+        x = int(np.clip(rng.normal((w - patch + 1) / 2, (w - patch + 1) / 4), 0, w - patch))
+        hints[y:y + patch, x:x + patch, :2] = ab[y:y + patch, x:x + patch].reshape(-1, 2).mean(0) / 110
+        hints[y:y + patch, x:x + patch, 2] = 1
+    return hints, hints[..., 2] > 0
+
+
+def warping_error(frames, flows_back, occlusion=None):
+    """Lai et al. 2018: mean over t of the masked squared difference between output frame t and
+    frame t−1 warped to t. flows_back[t−1]: H×W×2 flow from frame t to frame t−1 (x, y)."""
+    errs = []
+    for t in range(1, len(frames)):
+        warped, valid = warp(frames[t - 1], flows_back[t - 1])
+        if occlusion is not None:
+            valid &= ~occlusion[t - 1]
+        d = ((frames[t].astype(np.float64) - warped) ** 2).sum(-1)
+        errs.append(d[valid].mean() if valid.any() else 0.0)
+    return float(np.mean(errs))
+
+
+def warp(img, flow):
+    """Bilinear backward warp of H×W×C ``img`` by ``flow`` (x, y); returns (warped, valid)."""
+    h, w = img.shape[:2]
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = gx + flow[..., 0], gy + flow[..., 1]
+    valid = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    x0, y0 = np.clip(np.floor(x).astype(int), 0, w - 2), np.clip(np.floor(y).astype(int), 0, h - 2)
+    fx, fy = np.clip(x - x0, 0, 1)[..., None], np.clip(y - y0, 0, 1)[..., None]
+    out = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x0 + 1] * fx * (1 - fy)
+           + img[y0 + 1, x0] * (1 - fx) * fy + img[y0 + 1, x0 + 1] * fx * fy)
+    return out, valid
