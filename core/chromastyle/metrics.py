@@ -48,7 +48,7 @@ def levin_colorize(L, hint_ab, hint_mask):
 
     L: H×W lightness; hint_ab: H×W×2; hint_mask: H×W bool. Neighbouring pixels of similar
     lightness get similar chroma: minimise Σ_r (u_r − Σ_s w_rs u_s)² with the hints fixed,
-    w_rs ∝ exp(−(Y_r − Y_s)² / 2σ_r²) over each 3×3 window. Returns H×W×2 ab.
+    w_rs ∝ exp(−(Y_r − Y_s)² / σ_r²) over each 3×3 window. Returns H×W×2 ab.
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
@@ -62,13 +62,18 @@ def levin_colorize(L, hint_ab, hint_mask):
     pad = np.pad(y, 1, mode="edge")
     shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
     neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
-    window = np.concatenate([neigh, y[None]])
-    var = np.maximum(window.var(0), 2e-6)
-    wts = np.exp(-((neigh - y[None]) ** 2) / (2 * var[None]))
     # pixels outside the image (edge padding) get no weight
     valid = np.stack([((np.arange(h)[:, None] + dy >= 0) & (np.arange(h)[:, None] + dy < h) &
                        (np.arange(w)[None] + dx >= 0) & (np.arange(w)[None] + dx < w)) for dy, dx in shifts])
-    wts = wts * valid
+    # as the authors' getColorExact.m: σ² = 0.6·var of the window, at least enough that the
+    # closest neighbour keeps weight 0.01, and at least 2e-6
+    count = valid.sum(0) + 1
+    mean = (np.where(valid, neigh, 0).sum(0) + y) / count
+    var = (np.where(valid, (neigh - mean) ** 2, 0).sum(0) + (y - mean) ** 2) / count
+    d2 = (neigh - y[None]) ** 2
+    closest = np.where(valid, d2, np.inf).min(0)
+    sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
+    wts = np.exp(-d2 / sigma2[None]) * valid
     wts /= wts.sum(0, keepdims=True)
     rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(n)]
     fixed = hint_mask.ravel()

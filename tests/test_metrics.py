@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from chromastyle import cli, metrics as M
+from chromastyle.color import lab_to_rgb, rgb_to_lab
+from conftest import photo
+
+
+def test_psnr_ssim_match_skimage():
+    rng = np.random.default_rng(0)
+    a = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-20, 20, a.shape), 0, 255).astype(np.uint8)
+    assert M.psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b), abs=1e-9)
+    x = rng.random((80, 80))
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+    ref = structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert M.ssim(x, y) == pytest.approx(ref, abs=0.01)
+    assert M.ssim(x, x) == pytest.approx(1.0)
+
+
+def test_colorfulness_orders_images():
+    img = photo(size=(96, 64))
+    gray = np.repeat(img.mean(-1, keepdims=True), 3, -1)
+    assert M.colorfulness(gray) < 1 < M.colorfulness(img)
+
+
+def test_levin_propagates_hints_along_edges():
+    """Two flat regions split by an edge; one hint in each: each region takes its hint's colour."""
+    L = np.full((40, 40), 30.0)
+    L[:, 20:] = 70.0
+    mask = np.zeros((40, 40), bool)
+    mask[20, 5] = mask[20, 35] = True
+    hints = np.zeros((40, 40, 2))
+    hints[20, 5] = (40, 10)
+    hints[20, 35] = (-30, 50)
+    ab = M.levin_colorize(L, hints, mask)
+    assert np.allclose(ab[:, :18], (40, 10), atol=2)
+    assert np.allclose(ab[:, 22:], (-30, 50), atol=2)
+    assert np.allclose(M.levin_colorize(L, hints, np.zeros_like(mask)), 0)
+
+
+def test_levin_beats_gray_on_a_photo():
+    img = photo(size=(96, 96)).astype(np.float64)
+    lab = rgb_to_lab(img)
+    hints, mask = M.sample_hint_patches(np.random.default_rng(0), lab[..., 1:], 30)
+    ab = M.levin_colorize(lab[..., 0], hints[..., :2] * 110, mask)
+    out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)
+    gray = M.with_luminance(np.repeat(img.mean(-1, keepdims=True), 3, -1), lab[..., 0])
+    assert M.psnr(M.to_uint8(out), M.to_uint8(img)) > M.psnr(M.to_uint8(gray), M.to_uint8(img)) + 1
+
+
+def test_warping_error_is_zero_for_a_perfect_pan():
+    img = photo(size=(80, 60))
+    frames = [img[:, i:i + 60] for i in range(3)]   # the camera pans one pixel right per frame
+    flow = np.zeros((60, 60, 2))
+    flow[..., 0] = 1.0  # frame t at x is frame t-1 at x+1
+    assert M.warping_error(frames, [flow, flow]) < 1e-10
+    noisy = [f + np.random.default_rng(i).normal(0, 0.05, f.shape) for i, f in enumerate(frames)]
+    assert M.warping_error(noisy, [flow, flow]) > 1e-3
+
+
+def test_eval_command_prints_the_tables(tiny_model, tmp_path, capsys):
+    from PIL import Image
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    Image.fromarray(M.to_uint8(photo(size=(120, 90)))).save(data / "p.png")
+    sheet = tmp_path / "sheet.png"
+    assert cli.main(["eval", str(tiny_model), "--data", str(data), "--limit", "1", "--sheet", str(sheet),
+                     "--styles-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Levin et al. 2004" in out and "| hints | 0 | 1 | 2 | 5 | 10 | 20 | 50 | 100 |" in out
+    assert "z = 0 bit-identical: True" in out
+    assert Image.open(sheet).size == (128 * 5, 128)  # photo, gray, natural, alpha, beta
