@@ -101,6 +101,15 @@ def build_parser():
     ev.add_argument("--sheet", type=Path, default=Path("styles.png"), help="sample sheet to write")
     ev.add_argument("--json", type=Path, help="write the figures as JSON too")
 
+    i = sub.add_parser("install", help="install a host plug-in (gimp, krita, blender)")
+    i.add_argument("host", choices=["gimp", "krita", "blender"])
+    i.add_argument("--dest", type=Path, help="plug-in folder (default: the host's user folder)")
+    i.add_argument("--python", help="interpreter that runs the worker (default: this one)")
+    i.add_argument("--blender", help="Blender executable to install the extension into")
+    u = sub.add_parser("uninstall", help="remove a host plug-in")
+    u.add_argument("host", choices=["gimp", "krita", "blender"])
+    u.add_argument("--dest", type=Path)
+
     for name, help_ in (("serve", "run the local worker"),):
         w = sub.add_parser(name, help=help_)
         w.add_argument("--host", default="127.0.0.1")
@@ -281,6 +290,27 @@ def cmd_eval(args):
              sheet=args.sheet, json_path=args.json)
 
 
+def cmd_install(args):
+    from . import install
+
+    if args.host == "gimp":
+        print(f"installed the GIMP plug-in in {install.install_gimp(args.dest)}")
+    elif args.host == "krita":
+        print(f"installed the Krita plug-in in {install.install_krita(args.dest)} and enabled it in kritarc")
+    else:
+        path, command = install.install_blender(args.blender, args.dest)
+        print(f"built {path}" + (f"; install it with:\n  {command}" if command else " and installed it"))
+    print(f"the plug-ins start the worker with {args.python or sys.executable} "
+          f"(recorded in {install.record_interpreter(args.python)})")
+
+
+def cmd_uninstall(args):
+    from . import install
+
+    removed = install.uninstall(args.host, args.dest)
+    print("\n".join(f"removed {p}" for p in removed) or "nothing was installed there")
+
+
 def cmd_serve(args):
     from . import server
 
@@ -288,7 +318,8 @@ def cmd_serve(args):
 
 
 COMMANDS = {"run": cmd_run, "styles": cmd_styles, "models": cmd_models, "info": cmd_info,
-            "train": cmd_train, "export": cmd_export, "eval": cmd_eval, "serve": cmd_serve}
+            "train": cmd_train, "export": cmd_export, "eval": cmd_eval, "serve": cmd_serve,
+            "install": cmd_install, "uninstall": cmd_uninstall}
 
 if __name__ == "__main__":
     sys.exit(main())

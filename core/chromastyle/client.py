@@ -78,6 +78,7 @@ class Client:
         self.worker_args = list(worker_args)
         self.client_id = uuid.uuid4().hex[:12]
         self.state = None
+        self.current_job = None   # the job run() is following, for hosts that cancel from a signal
 
     # -- connection -----------------------------------------------------------------------
     def _read_state(self):
@@ -205,7 +206,7 @@ class Client:
             progress=None, should_cancel=None, poll=0.1, restarts=2):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
-        job = self.submit(pixels, width, height, channels, dtype, options, hints)
+        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints)
         while True:
             if should_cancel and should_cancel():
                 self.cancel(job)
@@ -217,7 +218,7 @@ class Client:
                     raise
                 restarts -= 1
                 self._reconnect()
-                job = self.submit(pixels, width, height, channels, dtype, options, hints)
+                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints)
                 continue
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))

@@ -1,0 +1,91 @@
+"""Fast checks of the GIMP plug-in's argument mapping with a fake `gi` (no GIMP needed)."""
+import importlib.util
+import sys
+import types
+
+import pytest
+
+from conftest import ROOT
+
+PLUGIN = ROOT / "plugins" / "gimp" / "plug-ins" / "chromastyle" / "chromastyle.py"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    gi = types.ModuleType("gi")
+    gi.require_version = lambda *a: None
+    repo = types.ModuleType("gi.repository")
+
+    class PlugIn:
+        pass
+    repo.Gimp = types.SimpleNamespace(PlugIn=PlugIn, main=lambda *a: None)
+    for name in ("Gegl", "GLib", "GObject"):
+        setattr(repo, name, types.SimpleNamespace())
+    gi.repository = repo
+    saved = {k: sys.modules.get(k) for k in ("gi", "gi.repository", "chromastyle_client")}
+    sys.modules.update({"gi": gi, "gi.repository": repo})
+    sys.modules["chromastyle_client"] = importlib.import_module("chromastyle.client")
+    spec = importlib.util.spec_from_file_location("gimp_chromastyle", PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    for k, v in saved.items():
+        if v is None:
+            sys.modules.pop(k, None)
+        else:
+            sys.modules[k] = v
+
+
+class Config:
+    def __init__(self, **values):
+        self.values = {"style": "natural", "strength": 1.0, "keep": "none", "tileable": False, "seed": -1,
+                       "output": "new-layer", "hint-layer": None, **values}
+
+    def get_property(self, name):
+        return self.values[name]
+
+
+def test_argument_mapping(plugin):
+    opts, output, hint = plugin.options_from_config(Config())
+    assert opts == {"styles": "natural", "keep": "none", "tileable": False, "seed": None}
+    assert output == "new-layer" and hint is None
+    opts, _, _ = plugin.options_from_config(Config(style="starry_night", strength=0.4, seed=7, tileable=True,
+                                                   keep="colors"))
+    assert opts == {"styles": "starry_night:0.4", "keep": "colors", "tileable": True, "seed": 7}
+    opts, _, _ = plugin.options_from_config(Config(style="great_wave:0.3,the_scream:0.5", strength=0.9))
+    assert opts["styles"] == "great_wave:0.3,the_scream:0.5"   # an explicit mix is kept as written
+
+
+@pytest.mark.parametrize("values, message", [({"keep": "all"}, "keep must be"),
+                                             ({"output": "file"}, "output must be"),
+                                             ({"strength": 2.0}, "between 0 and 1")])
+def test_bad_arguments(plugin, values, message):
+    with pytest.raises(plugin.UserFacingError, match=message):
+        plugin.options_from_config(Config(**values))
+
+
+class Drawable:
+    def __init__(self, w, h, intersect):
+        self.w, self.h, self.intersect = w, h, intersect
+
+    def mask_intersect(self):
+        return self.intersect
+
+    def get_width(self):
+        return self.w
+
+    def get_height(self):
+        return self.h
+
+    def get_offsets(self):
+        return (True, 5, 7)
+
+
+def test_region_adds_context_and_clips(plugin):
+    assert plugin.region(Drawable(500, 400, (True, 0, 0, 500, 400))) == (0, 0, 500, 400)
+    assert plugin.region(Drawable(500, 400, (True, 100, 120, 50, 60))) == (36, 56, 178, 188)
+    assert plugin.region(Drawable(500, 400, (True, 480, 0, 20, 10))) == (416, 0, 84, 74)
+    assert plugin.region(Drawable(500, 400, (False, 0, 0, 0, 0))) is None
+    assert plugin.offsets(Drawable(1, 1, None)) == (5, 7)
+    assert plugin.pixel_format(True) == ("R'G'B'A u8", "uint8")
+    assert plugin.pixel_format(False) == ("R'G'B'A float", "float32")
