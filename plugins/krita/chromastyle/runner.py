@@ -1,0 +1,170 @@
+"""Runs layers and animation frames through the worker without freezing Krita: a Qt timer polls
+the worker (short HTTP calls), so the event loop keeps turning while the model works."""
+from . import options as opts
+from . import pixels
+from .qt import QApplication, QObject, QTimer, pyqtSignal
+
+CONTEXT = 64
+POLL_MS = 100
+SRGB = "sRGB-elle-V2-srgbtrc.icc"   # Krita's own sRGB profile
+
+
+class RunError(Exception):
+    pass
+
+
+def keyframe_times(doc, node, frames="keyframes"):
+    """Times of a node's keyframes in the playback range (or a (start, end) range)."""
+    if not node.animated():
+        return [None]
+    start, end = frames if isinstance(frames, tuple) else (doc.playBackStartTime(), doc.playBackEndTime())
+    return [t for t in range(start, end + 1) if node.hasKeyframeAtTime(t)]
+
+
+def work_rect(doc):
+    """The selection's bounds plus context (clipped to the image), or the whole image."""
+    w, h = doc.width(), doc.height()
+    sel = doc.selection()
+    if sel is None or sel.width() == 0:
+        return 0, 0, w, h
+    x0, y0 = max(0, sel.x() - CONTEXT), max(0, sel.y() - CONTEXT)
+    x1, y1 = min(w, sel.x() + sel.width() + CONTEXT), min(h, sel.y() + sel.height() + CONTEXT)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def hints_rgba8(node, rect, time):
+    """The hint layer's pixels as RGBA8 bytes."""
+    x, y, w, h = rect
+    data = node.pixelData(x, y, w, h) if time is None else node.pixelDataAtTime(x, y, w, h, time)
+    if node.colorModel() != "RGBA":
+        raise RunError(f"the hint layer '{node.name()}' must be an RGB layer to hold colours; "
+                       "convert it with Layer ▸ Convert ▸ Convert Layer Color Space")
+    rgba, _, dtype = pixels.to_worker(data, "RGBA", node.colorDepth())
+    if dtype == "uint8":
+        return rgba
+    from array import array
+    a = array("H" if dtype == "uint16" else "f")
+    a.frombytes(rgba)
+    scale = 257 if dtype == "uint16" else 1 / 255
+    return bytes(min(255, max(0, int(v / scale))) for v in a)
+
+
+class Runner(QObject):
+    """Process ``nodes`` of ``doc``; emits finished(ok, message)."""
+    finished = pyqtSignal(bool, str)
+    progressed = pyqtSignal(float, str)
+
+    def __init__(self, krita, doc, nodes, settings, client):
+        super().__init__()
+        self.krita, self.doc, self.client = krita, doc, client
+        self.options = opts.worker_options(settings)
+        self.hint_node = doc.nodeByName(settings.get("hint_layer") or "") if settings.get("hint_layer") else None
+        nodes = [n for n in nodes if n.type() == "paintlayer" and n != self.hint_node]
+        if not nodes:
+            raise RunError("select at least one paint layer (other than the hint layer)")
+        self.rect = work_rect(doc)
+        self.selection = doc.selection()
+        self.items = [(n, t) for n in nodes for t in keyframe_times(doc, n, settings.get("frames", "keyframes"))]
+        self.total = len(self.items)
+        self.targets = {}
+        self.results = []       # (source name, target node, time) in order
+        self.job = None
+        self.current = None
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._poll)
+        self.done = False
+
+    def start(self):
+        QTimer.singleShot(0, self._next)
+
+    def cancel(self):
+        if self.job:
+            try:
+                self.client.cancel(self.job)
+            except Exception:  # the worker may already be gone; cancelling is best effort
+                pass
+        self._finish(False, "cancelled")
+
+    def _target(self, source):
+        """A new paint layer above the source (never overwrite: Krita's Python cannot group undo)."""
+        if source.uniqueId() not in self.targets:
+            target = self.doc.createNode(f"{source.name()} ({self.options['styles']})", "paintlayer")
+            source.parentNode().addChildNode(target, source)
+            if source.colorModel() != "RGBA":   # e.g. a grayscale document: the result has colour
+                if not target.setColorSpace("RGBA", source.colorDepth(), SRGB):
+                    raise RunError("could not make an RGB layer in this document")
+            self.targets[source.uniqueId()] = target
+        return self.targets[source.uniqueId()]
+
+    def _next(self):
+        if self.done:
+            return
+        if not self.items:
+            self.doc.refreshProjection()
+            return self._finish(True, f"processed {self.total} layer(s)/frame(s)")
+        self.current = self.items.pop(0)
+        source, time = self.current
+        x, y, w, h = self.rect
+        try:
+            data = source.pixelData(x, y, w, h) if time is None else source.pixelDataAtTime(x, y, w, h, time)
+            raw, channels, dtype = pixels.to_worker(data, source.colorModel(), source.colorDepth())
+            hints = hints_rgba8(self.hint_node, self.rect, time) if self.hint_node else None
+            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints)
+        except Exception as e:  # worker or pixel errors end the run with a message, not a traceback
+            return self._finish(False, str(e))
+        self.timer.start(POLL_MS)
+
+    def _poll(self):
+        try:
+            st = self.client.status(self.job)
+        except Exception as e:
+            return self._finish(False, str(e))
+        done_items = self.total - len(self.items) - 1
+        self.progressed.emit((done_items + st.get("progress", 0.0)) / self.total, st.get("stage", ""))
+        if st["state"] in ("queued", "running"):
+            return
+        self.timer.stop()
+        if st["state"] != "done":
+            return self._finish(False, st.get("error") or f"the job was {st['state']}")
+        try:
+            out, _ = self.client.result(self.job)
+            self._write(out)
+        except Exception as e:
+            return self._finish(False, str(e))
+        self.job = None
+        QTimer.singleShot(0, self._next)
+
+    def _write(self, out):
+        source, time = self.current
+        target = self._target(source)
+        x, y, w, h = self.rect
+        depth = target.colorDepth()
+        data = pixels.from_worker(out, depth)
+        if self.selection is not None and self.selection.width():
+            data = pixels.mask_alpha(data, self.selection.pixelData(x, y, w, h), depth)
+        if time is not None:
+            self._ensure_keyframe(target, time)
+        from .qt import QByteArray
+        target.setPixelData(QByteArray(data), x, y, w, h)
+        self.results.append((source.name(), target, time))
+
+    def _ensure_keyframe(self, target, time):
+        # Krita's Python API (5.x) cannot add a keyframe directly: make the target active at that
+        # time and use the same action as the Timeline's "Create Blank Frame".
+        self.doc.setCurrentTime(time)
+        self.doc.waitForDone()
+        QApplication.processEvents()   # let the time change reach the animation interface
+        if not target.hasKeyframeAtTime(time):
+            self.doc.setActiveNode(target)
+            self.krita.action("add_blank_frame").trigger()
+            self.doc.waitForDone()
+            QApplication.processEvents()
+        if not target.hasKeyframeAtTime(time):
+            raise RunError(f"Krita did not create a keyframe at frame {time} on '{target.name()}'")
+
+    def _finish(self, ok, message):
+        if self.done:
+            return
+        self.done = True
+        self.timer.stop()
+        self.finished.emit(ok, message)
