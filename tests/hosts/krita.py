@@ -1,5 +1,6 @@
 """Run the real Krita under Xvfb with the chromastyle plug-in (installed by its real installer) and
 a harness extension that runs scenarios and exits."""
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,24 @@ def ensure_krita():
         raise RuntimeError(f"could not install Krita: {r.stderr[-2000:]}")
 
 
+@contextlib.contextmanager
+def xvfb():
+    """A private Xvfb; -displayfd tells us its display once it is ready (no start-up race)."""
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as f:
+        number = f.readline().strip()
+    try:
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def run_krita(work, params, env=None, timeout=300):
     work = Path(work)
     home = work / "home"
@@ -31,8 +50,9 @@ def run_krita(work, params, env=None, timeout=300):
     envs = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
             "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
             "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"), **(env or {})}
-    envs.pop("QT_QPA_PLATFORM", None)
-    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24 -nolisten tcp", "krita", "--nosplash"],
-                       capture_output=True, text=True, env=envs, timeout=timeout)
+    envs.pop("QT_QPA_PLATFORM", None)   # Krita needs X11: offscreen aborts
+    with xvfb() as display:
+        r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True,
+                           env={**envs, "DISPLAY": display}, timeout=timeout)
     result = work / "result.json"
     return r, json.loads(result.read_text()) if result.exists() else None
