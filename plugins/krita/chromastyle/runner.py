@@ -152,15 +152,22 @@ class Runner(QObject):
         # Krita's Python API (5.x) cannot add a keyframe directly: make the target active at that
         # time and use the same action as the Timeline's "Create Blank Frame".
         self.doc.setCurrentTime(time)
-        self.doc.waitForDone()
-        QApplication.processEvents()   # let the time change reach the animation interface
+        self._settle()
+        if not target.animated():
+            target.enableAnimation()
         if not target.hasKeyframeAtTime(time):
             self.doc.setActiveNode(target)
+            self._settle()
             self.krita.action("add_blank_frame").trigger()
-            self.doc.waitForDone()
-            QApplication.processEvents()
+            self._settle()
         if not target.hasKeyframeAtTime(time):
             raise RunError(f"Krita did not create a keyframe at frame {time} on '{target.name()}'")
+
+    def _settle(self, turns=5):
+        """Time changes and frame actions complete asynchronously: let them."""
+        for _ in range(turns):
+            self.doc.waitForDone()
+            QApplication.processEvents()
 
     def _finish(self, ok, message):
         if self.done:
