@@ -180,10 +180,13 @@ class Client:
     def models(self):
         return self._json("GET", "/v1/models")["models"]
 
-    def submit(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None):
-        """Queue a job; hints is optional RGBA8 bytes of the same size. Returns the job id."""
+    def submit(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
+               colorspace="srgb"):
+        """Queue a job; hints is optional RGBA8 bytes of the same size; colorspace "linear" for
+        scene-linear float pixels (converted to sRGB for the model and back). Returns the job id."""
         header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
-                  "dtype": dtype, "options": options or {}, "hints": "rgba8" if hints else None}
+                  "dtype": dtype, "options": options or {}, "hints": "rgba8" if hints else None,
+                  "colorspace": colorspace}
         return self._json("POST", "/v1/jobs", encode_job(header, pixels, hints))["id"]
 
     def status(self, job_id):
@@ -203,10 +206,10 @@ class Client:
             raise
 
     def run(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
-            progress=None, should_cancel=None, poll=0.1, restarts=2):
+            progress=None, should_cancel=None, poll=0.1, restarts=2, colorspace="srgb"):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
-        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints)
+        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace)
         while True:
             if should_cancel and should_cancel():
                 self.cancel(job)
@@ -218,7 +221,7 @@ class Client:
                     raise
                 restarts -= 1
                 self._reconnect()
-                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints)
+                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace)
                 continue
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))

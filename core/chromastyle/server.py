@@ -25,6 +25,7 @@ import numpy as np
 
 from . import __version__, models, pipeline
 from .client import DTYPE_SIZES, PROTOCOL, default_state_file
+from .color import linear_to_srgb, srgb_to_linear
 from .errors import UserError
 from .imaging import Cancelled, hints_from_rgba
 
@@ -133,12 +134,17 @@ def decode_pixels(header, pixels):
     color = arr[..., :1 if c <= 2 else 3].astype(np.float32) / scale
     rgb = np.repeat(color, 3, -1) if c <= 2 else color
     alpha = arr[..., -1].copy() if c in (2, 4) else None
-    return np.clip(rgb, 0, 1), alpha
+    rgb = np.clip(rgb, 0, 1)
+    if header.get("colorspace") == "linear":   # e.g. Blender's float images: the model wants sRGB
+        rgb = linear_to_srgb(rgb)
+    return rgb, alpha
 
 
 def encode_pixels(header, rgb, alpha):
     """Result in the format sent: gray becomes RGB (gray+alpha becomes RGBA), same dtype."""
     dtype = header["dtype"]
+    if header.get("colorspace") == "linear":
+        rgb = srgb_to_linear(np.clip(rgb, 0, 1))
     if dtype == "float32":
         out = rgb.astype(np.float32)
     else:
@@ -175,6 +181,8 @@ def parse_job(body, max_pixels):
     hints_size = w * h * 4 if header.get("hints") == "rgba8" else 0
     if header.get("hints") not in (None, "rgba8"):
         raise HttpError(400, "hints must be null or \"rgba8\"")
+    if header.get("colorspace", "srgb") not in ("srgb", "linear"):
+        raise HttpError(400, "colorspace must be \"srgb\" or \"linear\" (scene-linear with sRGB primaries)")
     if len(body) != 4 + n + size + hints_size:
         raise HttpError(400, f"expected {size + hints_size} bytes of pixels after the header, got {len(body) - 4 - n}")
     try:
@@ -267,7 +275,7 @@ OPENAPI = {
         "/v1/jobs": {"post": {
             "summary": "Submit a job",
             "description": "Body: 4-byte big-endian length N, N bytes of JSON header {protocol, width, height, "
-                           "channels (1-4), dtype (uint8|uint16|float32), options (styles, keep, tileable, seed, "
+                           "channels (1-4), dtype (uint8|uint16|float32), colorspace (srgb|linear), options (styles, keep, tileable, seed, "
                            "model, device, tile, overlap), hints (null|\"rgba8\")}, then width*height*channels "
                            "pixels (row-major, top row first), then width*height*4 hint bytes if hints is rgba8.",
             "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},

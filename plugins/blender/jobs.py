@@ -1,0 +1,129 @@
+"""Images <-> the worker, and a poller that runs a list of tasks without blocking Blender.
+
+Standard library + bpy only (no numpy): pixels move with foreach_get/foreach_set on array('f').
+Blender's rows are bottom-up and float images are scene-linear; the worker gets top-down rows and
+is told the colour space, so it converts linear <-> sRGB itself."""
+import os
+import tempfile
+from array import array
+
+import bpy
+
+from . import client as client_lib
+
+_client = None
+
+
+def client():
+    global _client
+    if _client is None:
+        _client = client_lib.Client()
+    return _client
+
+
+def flip_rows(data, width, height, itemsize=4):
+    row = width * 4 * itemsize
+    return b"".join(data[i * row:(i + 1) * row] for i in range(height - 1, -1, -1))
+
+
+def read_image(image):
+    """-> (top-down RGBA float32 bytes, width, height, colorspace)."""
+    w, h = image.size
+    if w == 0 or h == 0:
+        raise client_lib.WorkerError(f"image '{image.name}' has no pixels (render results must be saved first)")
+    buf = array("f", bytes(4 * w * h * 4))
+    image.pixels.foreach_get(buf)
+    linear = image.is_float or image.colorspace_settings.name not in ("sRGB", "Filmic sRGB", "AgX Base sRGB")
+    return flip_rows(buf.tobytes(), w, h), w, h, "linear" if linear else "srgb"
+
+
+def write_image(data, width, height, name, like):
+    """A new image with the result, in the same kind of buffer and colour space as ``like``."""
+    img = bpy.data.images.new(name, width, height, alpha=True, float_buffer=like.is_float)
+    try:
+        img.colorspace_settings.name = like.colorspace_settings.name
+    except TypeError:  # a colour space this build lacks; keep the default
+        pass
+    buf = array("f")
+    buf.frombytes(flip_rows(data, width, height))
+    img.pixels.foreach_set(buf)
+    img.update()
+    return img
+
+
+def save_image_atomically(img, path):
+    """Write ``img`` to ``path`` through a temporary file: a frame is complete or absent."""
+    folder, base = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".chromastyle.", suffix=os.path.splitext(base)[1], dir=folder)
+    os.close(fd)
+    try:
+        img.filepath_raw = tmp
+        img.file_format = "OPEN_EXR" if path.lower().endswith(".exr") else "PNG"
+        img.save()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Task:
+    """One image through the worker: ``read`` gives (bytes, w, h, colorspace); ``finish`` takes
+    the result bytes. Nothing is written until the result has fully arrived."""
+
+    def __init__(self, label, read, finish):
+        self.label, self.read, self.finish = label, read, finish
+
+
+class Poller:
+    """Runs tasks one after another; poll() is called from a modal timer (or a loop in
+    background mode) and never blocks for long."""
+
+    def __init__(self, tasks, options):
+        self.tasks = list(tasks)
+        self.total = len(self.tasks)
+        self.options = options
+        self.job = None
+        self.task = None
+        self.finished = 0
+        self.outputs = []
+        self.error = None
+
+    @property
+    def progress(self):
+        return self.finished / max(1, self.total)
+
+    def poll(self):
+        """-> 'running' | 'done' | 'failed'"""
+        c = client()
+        try:
+            if self.job is None:
+                if not self.tasks:
+                    return "done"
+                self.task = self.tasks.pop(0)
+                data, w, h, colorspace = self.task.read()
+                self.size = (w, h)
+                self.job = c.submit(data, w, h, 4, "float32", self.options, colorspace=colorspace)
+                return "running"
+            st = c.status(self.job)
+            if st["state"] in ("queued", "running"):
+                return "running"
+            if st["state"] != "done":
+                raise client_lib.WorkerError(st.get("error") or f"the job was {st['state']}")
+            out, _ = c.result(self.job)
+            self.outputs.append(self.task.finish(out, *self.size))
+            self.job = None
+            self.finished += 1
+            return "running" if self.tasks else "done"
+        except (client_lib.WorkerError, OSError, RuntimeError) as e:
+            self.error = str(e)
+            return "failed"
+
+    def cancel(self):
+        if self.job:
+            try:
+                client().cancel(self.job)
+            except client_lib.WorkerError:
+                pass
+        self.job = None
+        self.tasks = []

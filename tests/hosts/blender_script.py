@@ -1,0 +1,146 @@
+"""Runs inside the bpy 5.0.1 module: installs the chromastyle extension zip, runs its operators
+headless and writes result.json plus raw pixels for the pytest side. argv: ZIP WORK"""
+import json
+import os
+import sys
+import time
+import traceback
+from array import array
+
+import bpy
+
+ZIP, WORK = sys.argv[1], sys.argv[2]
+result = {}
+
+
+def pixels(img, name):
+    buf = array("f", bytes(4 * len(img.pixels)))
+    img.pixels.foreach_get(buf)
+    path = os.path.join(WORK, f"{name}.f32")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+    return {"file": path, "width": img.size[0], "height": img.size[1], "is_float": img.is_float, "name": img.name}
+
+
+def image_from(name, w, h, values, float_buffer=False):
+    img = bpy.data.images.new(name, w, h, alpha=True, float_buffer=float_buffer)
+    img.pixels.foreach_set(array("f", values))
+    img.update()
+    return img
+
+
+def scenario(name):
+    def wrap(fn):
+        try:
+            result[name] = fn() or {}
+        except Exception:
+            result[name] = {"exception": traceback.format_exc()}
+        return fn
+    return wrap
+
+
+bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
+import bl_ext.user_default.chromastyle as ext  # noqa: E402
+from bl_ext.user_default.chromastyle import jobs  # noqa: E402
+
+scene = bpy.context.scene
+params = json.load(open(os.path.join(WORK, "params.json")))
+W, H = params["width"], params["height"]
+gray = params["gray"]          # bottom-up rows of gray values in [0, 1]
+texture = params["texture"]    # a seamless RGB texture, bottom-up
+
+
+@scenario("refresh")
+def _():
+    assert bpy.ops.chromastyle.refresh_styles() == {"FINISHED"}
+    return {"styles": [s[0] for s in ext._styles]}
+
+
+@scenario("byte_image")
+def _():
+    values = [v for g in gray for v in (g, g, g, 1.0)]
+    img = image_from("photo", W, H, values)
+    before = pixels(img, "byte_before")
+    scene.chromastyle.style = "natural"
+    status = bpy.ops.chromastyle.stylize_image(image="photo")
+    out = bpy.data.images.get("photo.chromastyle")
+    return {"status": sorted(status), "before": before, "after_original": pixels(img, "byte_original_after"),
+            "result": pixels(out, "byte_result") if out else None}
+
+
+@scenario("float_image")
+def _():
+    values = [v for g in gray for v in ((g ** 2.2), (g ** 2.2), (g ** 2.2), 1.0)]   # scene-linear
+    img = image_from("linear", W, H, values, float_buffer=True)
+    scene.chromastyle.keep = "luminance"
+    status = bpy.ops.chromastyle.stylize_image(image="linear")
+    scene.chromastyle.keep = "none"
+    out = bpy.data.images.get("linear.chromastyle")
+    return {"status": sorted(status), "before": pixels(img, "float_before"),
+            "result": pixels(out, "float_result") if out else None}
+
+
+@scenario("texture")
+def _():
+    values = [v for rgb in texture for v in (*rgb, 1.0)]
+    tex = image_from("brick", W, H, values)
+    mat = bpy.data.materials.new("Wall")
+    mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.name = "Tex"
+    node.image = tex
+    scene.chromastyle.style = "great_wave"
+    scene.chromastyle.strength = 1.0
+    status = bpy.ops.chromastyle.stylize_texture(material="Wall", node="Tex")
+    swapped = node.image
+    info = {"status": sorted(status), "image": swapped.name, "packed": swapped.packed_file is not None,
+            "original_kept": node.get("chromastyle_original"), "result": pixels(swapped, "texture_result")}
+    status = bpy.ops.chromastyle.revert_texture(material="Wall", node="Tex")
+    info.update(revert=sorted(status), after_revert=node.image.name)
+    scene.chromastyle.style = "natural"
+    return info
+
+
+@scenario("cancel")
+def _():
+    big = image_from("big", 1024, 1024, [0.5] * (1024 * 1024 * 4))
+    before = {i.name for i in bpy.data.images}
+    poller = jobs.Poller([jobs.Task("big", lambda: jobs.read_image(big),
+                                    lambda data, w, h: jobs.write_image(data, w, h, "big.chromastyle", like=big))],
+                         {"styles": "natural", "tile": 128, "overlap": 16})
+    assert poller.poll() == "running"          # submitted
+    time.sleep(0.3)
+    poller.cancel()
+    time.sleep(0.5)
+    return {"new_images": sorted({i.name for i in bpy.data.images} - before), "outputs": poller.outputs}
+
+
+@scenario("render")
+def _():
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 4
+    scene.cycles.device = "CPU"
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 48, 100
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.filepath = os.path.join(WORK, "render", "frame_")
+    scene.chromastyle.output_dir = os.path.join(WORK, "stylized") + os.sep
+    scene.chromastyle.style = "starry_night"
+    bpy.ops.render.render(animation=True)
+    rendered = sorted(os.listdir(os.path.join(WORK, "render")))
+    status = bpy.ops.chromastyle.stylize_sequence()
+    stylized = sorted(os.listdir(os.path.join(WORK, "stylized")))
+    comp = bpy.ops.chromastyle.setup_compositor()
+    tree, socket = ext.compositor_tree(scene)
+    node = tree.nodes.get("Chromastyle frames")
+    bpy.ops.render.render()
+    single = bpy.ops.chromastyle.stylize_render()
+    out = bpy.data.images.get("Render Result.chromastyle")
+    return {"rendered": rendered, "status": sorted(status), "stylized": stylized, "compositor": sorted(comp),
+            "node_linked": bool(node and node.outputs["Image"].is_linked),
+            "node_duration": node.frame_duration if node else None, "single": sorted(single),
+            "single_result": pixels(out, "render_single") if out else None}
+
+
+with open(os.path.join(WORK, "result.json"), "w") as f:
+    json.dump(result, f, indent=1)

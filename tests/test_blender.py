@@ -1,0 +1,122 @@
+"""The Blender extension in the real Blender (the bpy 5.0.1 module), installed from its zip."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from chromastyle import install
+from chromastyle.color import rgb_to_lab
+from conftest import photo
+
+pytestmark = pytest.mark.host
+HERE = os.path.join(os.path.dirname(__file__), "hosts")
+W, H = 96, 64
+
+
+def bpy_python():
+    r = subprocess.run(["bash", os.path.join(HERE, "setup_blender.sh")], capture_output=True, text=True, timeout=1800)
+    if r.returncode:
+        raise RuntimeError(f"could not set up bpy: {r.stderr[-2000:]}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+def load(d, channels=4):
+    return np.fromfile(d["file"], np.float32).reshape(d["height"], d["width"], channels)[::-1]  # top-down
+
+
+@pytest.fixture(scope="module")
+def blender(tmp_path_factory):
+    python = bpy_python()
+    work = tmp_path_factory.mktemp("blender")
+    zip_path = install.build_blender_zip(work / "dist")
+    img = photo(size=(W, H))[::-1]   # Blender rows are bottom-up
+    half = photo(size=(W // 2, H // 2))
+    tex = np.concatenate([half, half[:, ::-1]], 1)
+    tex = np.concatenate([tex, tex[::-1]], 0)[::-1]   # mirrored: seamless both ways
+    (work / "params.json").write_text(json.dumps({
+        "width": W, "height": H, "gray": img.mean(-1).ravel().round(4).tolist(),
+        "texture": tex.reshape(-1, 3).round(4).tolist()}))
+    state = work / "state" / "worker.json"
+    worker = subprocess.Popen([sys.executable, "-m", "chromastyle", "serve", "--state-file", str(state)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "CHROMASTYLE_STATE_FILE": str(state), "BLENDER_USER_RESOURCES": str(work / "user"),
+           "XDG_CONFIG_HOME": str(work / "xdg"), "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
+    try:
+        for _ in range(600):
+            if state.exists():
+                break
+            time.sleep(0.05)
+        r = subprocess.run([python, os.path.join(HERE, "blender_script.py"), str(zip_path), str(work)],
+                           capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    result_file = work / "result.json"
+    assert result_file.exists(), f"bpy failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return json.loads(result_file.read_text())
+
+
+def scenario(result, name):
+    sc = result[name]
+    assert "exception" not in sc, sc["exception"]
+    return sc
+
+
+def chroma(rgb):
+    lab = rgb_to_lab(np.clip(rgb, 0, 1).astype(np.float64))
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def test_styles_from_the_worker(blender):
+    assert "starry_night" in scenario(blender, "refresh")["styles"]
+
+
+def test_byte_image_to_a_new_image(blender):
+    sc = scenario(blender, "byte_image")
+    assert sc["status"] == ["FINISHED"]
+    assert np.array_equal(load(sc["after_original"]), load(sc["before"]))
+    out = load(sc["result"])
+    assert not sc["result"]["is_float"] and out.shape == (H, W, 4)
+    assert chroma(out[..., :3]).mean() > 3
+
+
+def test_float_image_is_treated_as_scene_linear(blender):
+    sc = scenario(blender, "float_image")
+    assert sc["status"] == ["FINISHED"] and sc["result"]["is_float"]
+    src, out = load(sc["before"])[..., :3], load(sc["result"])[..., :3]
+    # keep=luminance in sRGB: converting the linear result back to sRGB keeps the input's L*
+    to_srgb = lambda x: np.where(x > 0.0031308, 1.055 * np.clip(x, 0.0031308, None) ** (1 / 2.4) - 0.055, 12.92 * x)  # noqa: E731
+    l_in, l_out = rgb_to_lab(to_srgb(src).astype(np.float64))[..., 0], rgb_to_lab(to_srgb(out).astype(np.float64))[..., 0]
+    assert np.abs(l_in - l_out).mean() < 1.5
+    assert chroma(to_srgb(out)).mean() > 3
+
+
+def test_texture_is_swapped_stays_tileable_and_reverts(blender):
+    sc = scenario(blender, "texture")
+    assert sc["status"] == ["FINISHED"] and sc["packed"] and sc["original_kept"] == "brick"
+    assert sc["image"] == "brick.chromastyle" and sc["revert"] == ["FINISHED"] and sc["after_revert"] == "brick"
+    out = load(sc["result"])[..., :3]
+    tiled = np.tile(out, (2, 2, 1))
+    for axis, n in ((1, W), (0, H)):
+        steps = np.abs(np.diff(tiled, axis=axis)).sum(-1)
+        steps = steps if axis == 1 else steps.T
+        seam, inner = steps[:, n - 1].mean(), np.delete(steps, n - 1, axis=1).mean()
+        assert seam <= 1.5 * inner, (axis, seam, inner)
+
+
+def test_cancel_writes_nothing(blender):
+    sc = scenario(blender, "cancel")
+    assert sc["new_images"] == [] and sc["outputs"] == []
+
+
+def test_rendered_animation_is_stylized_and_composited(blender):
+    sc = scenario(blender, "render")
+    assert sc["rendered"] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    assert sc["status"] == ["FINISHED"] and sc["stylized"] == sc["rendered"]
+    assert sc["compositor"] == ["FINISHED"] and sc["node_linked"] and sc["node_duration"] == 3
+    assert sc["single"] == ["FINISHED"] and sc["single_result"]["width"] == 64
