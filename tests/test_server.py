@@ -250,3 +250,27 @@ def test_stop_and_status_commands(worker):
     while state_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not state_file.exists()
+
+
+def test_sequences_are_stabilized_like_batch_and_linear_input_is_converted(worker):
+    from chromastyle import batch
+    from chromastyle.color import linear_to_srgb, srgb_to_linear
+    from conftest import photo
+
+    state_file, _ = worker
+    client = Client(state_file, autostart=False)
+    big = photo(size=(110, 60))
+    frames = [np.ascontiguousarray(big[:, 3 * t:3 * t + 96]) for t in range(3)]
+    opts = {"styles": "starry_night"}
+    got = []
+    for i, f in enumerate(frames):
+        out = client.run(f.astype(np.float32).tobytes(), 96, 60, 3, "float32", opts,
+                         sequence={"id": "shot-1", "reset": i == 0})
+        got.append(np.frombuffer(out, np.float32).reshape(60, 96, 3))
+    want = batch.process_frames(frames, pipeline.Options(**opts), stabilize=True)
+    for g, w in zip(got, want):
+        assert np.allclose(g, w, atol=1e-6)
+    linear = srgb_to_linear(frames[0]).astype(np.float32)
+    out = client.run(linear.tobytes(), 96, 60, 3, "float32", opts, colorspace="linear")
+    expected = srgb_to_linear(pipeline.run(linear_to_srgb(np.clip(linear, 0, 1)), **opts))
+    assert np.allclose(np.frombuffer(out, np.float32).reshape(60, 96, 3), expected, atol=1e-5)

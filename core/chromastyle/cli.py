@@ -63,6 +63,17 @@ def build_parser():
     r.add_argument("--variations", type=int, default=1, help="write N variations (seeds S, S+1, …)")
     add_run_options(r)
 
+    b = sub.add_parser("batch", help="process a folder or glob of frames/images, resumable")
+    b.add_argument("input", help="folder or glob pattern (quote it), processed in natural order")
+    b.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    b.add_argument("--workers", type=int, default=1, help="parallel model instances")
+    b.add_argument("--resume", action="store_true", help="skip frames whose output exists")
+    b.add_argument("--stabilize", action="store_true", help="temporal consistency for image sequences")
+    b.add_argument("--stabilize-strength", type=float, default=0.7)
+    b.add_argument("--backend", choices=["local", "ray"], default="local")
+    b.add_argument("--ray-address", help="an existing Ray cluster (default: a local one)")
+    add_run_options(b)
+
     s = sub.add_parser("styles", help="list the styles of a model")
     s.add_argument("--model")
 
@@ -200,6 +211,38 @@ def cmd_run(args):
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def cmd_batch(args):
+    from tqdm import tqdm
+
+    from . import batch, pipeline
+
+    opts = options_from_args(args)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.hints:
+        raise UsageError("--hints applies to one image; use `chromastyle run` for hinted images")
+    try:
+        pipeline.style_vector(opts.styles, pipeline.get_model(opts.model, opts.device).info.styles)
+    except UserError as e:
+        raise UsageError(str(e)) from None
+    inputs = batch.list_inputs(args.input)
+    bar = tqdm(total=len(inputs), unit="frame")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    report = batch.run_batch(inputs, args.output, opts, workers=args.workers, resume=args.resume,
+                             stabilize=args.stabilize, strength=args.stabilize_strength, backend=args.backend,
+                             ray_address=args.ray_address, progress=progress)
+    bar.close()
+    print(f"{len(report.done)} written, {len(report.skipped)} already done, {len(report.failed)} failed "
+          f"in {report.seconds:.1f} s -> {args.output}")
+    for src, why in report.failed:
+        print(f"chromastyle: failed: {src}: {why}", file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def cmd_styles(args):
     from .pipeline import styles
 
@@ -317,7 +360,7 @@ def cmd_serve(args):
     return server.main(args)
 
 
-COMMANDS = {"run": cmd_run, "styles": cmd_styles, "models": cmd_models, "info": cmd_info,
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "styles": cmd_styles, "models": cmd_models, "info": cmd_info,
             "train": cmd_train, "export": cmd_export, "eval": cmd_eval, "serve": cmd_serve,
             "install": cmd_install, "uninstall": cmd_uninstall}
 

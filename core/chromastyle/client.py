@@ -181,12 +181,13 @@ class Client:
         return self._json("GET", "/v1/models")["models"]
 
     def submit(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
-               colorspace="srgb"):
+               colorspace="srgb", sequence=None):
         """Queue a job; hints is optional RGBA8 bytes of the same size; colorspace "linear" for
-        scene-linear float pixels (converted to sRGB for the model and back). Returns the job id."""
+        scene-linear float pixels (converted to sRGB for the model and back); sequence
+        {"id", "strength", "reset"} for frames of one animation, sent in order. Returns the job id."""
         header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
                   "dtype": dtype, "options": options or {}, "hints": "rgba8" if hints else None,
-                  "colorspace": colorspace}
+                  "colorspace": colorspace, "sequence": sequence}
         return self._json("POST", "/v1/jobs", encode_job(header, pixels, hints))["id"]
 
     def status(self, job_id):

@@ -1,6 +1,7 @@
 """Run a model of the chromastyle contract: ONNX Runtime, or PyTorch for training checkpoints."""
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class OnnxModel:
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist; run `chromastyle models pull`")
         opts = ort.SessionOptions()
+        threads = threads or int(os.environ.get("CHROMASTYLE_THREADS", "0") or 0)
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3

@@ -189,6 +189,10 @@ def parse_job(body, max_pixels):
         options = pipeline.Options.from_dict(dict(header.get("options") or {}))
     except (UserError, TypeError) as e:
         raise HttpError(400, f"bad options: {e}") from None
+    seq = header.get("sequence")
+    if seq is not None and not (isinstance(seq, dict) and isinstance(seq.get("id"), str) and len(seq["id"]) <= 128
+                                and 0 <= float(seq.get("strength", 0.7)) <= 1):
+        raise HttpError(400, "sequence must be {\"id\": string, \"strength\": 0..1, \"reset\": bool}")
     header.update(width=w, height=h, channels=c, dtype=dtype)
     pixels = body[4 + n:4 + n + size]
     hints = body[4 + n + size:] if hints_size else None
@@ -202,6 +206,7 @@ class Worker:
         self.model = model
         self.device = device
         self.queue = JobQueue(lease)
+        self.sequences = OrderedDict()   # animation sequence id -> Stabilizer
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="jobs", daemon=True)
 
@@ -236,6 +241,8 @@ class Worker:
             def progress(p):
                 job.progress = min(0.99, p)
             out = pipeline.run(rgb, hints, options=opts, progress=progress, cancel=job.cancel.is_set)
+            if job.header.get("sequence"):
+                out = self.stabilize(job.header["sequence"], rgb, out)
             job.stage = "encoding"
             job.result, job.result_channels = encode_pixels(job.header, out, alpha)
             job.progress, job.state, job.stage = 1.0, "done", "done"
@@ -250,6 +257,20 @@ class Worker:
             job.pixels = job.hints = None   # free the input as soon as possible
             if job.cancel.is_set() and job.state == "running":
                 job.state = "cancelled"
+
+    def stabilize(self, seq, frame, out):
+        """Frames of one animation, sent in order with the same sequence id, are made temporally
+        consistent by the batch module's stabilizer (a few sequences are kept, least recent dropped)."""
+        from .batch import Stabilizer
+
+        key = (seq["id"], float(seq.get("strength", 0.7)))
+        stab = self.sequences.pop(key, None)
+        if stab is None or seq.get("reset"):
+            stab = Stabilizer(key[1])
+        self.sequences[key] = stab
+        while len(self.sequences) > 8:
+            self.sequences.popitem(last=False)
+        return stab(frame, out)
 
     def health(self):
         model = pipeline.get_model(self.model, self.device)
@@ -275,7 +296,8 @@ OPENAPI = {
         "/v1/jobs": {"post": {
             "summary": "Submit a job",
             "description": "Body: 4-byte big-endian length N, N bytes of JSON header {protocol, width, height, "
-                           "channels (1-4), dtype (uint8|uint16|float32), colorspace (srgb|linear), options (styles, keep, tileable, seed, "
+                           "channels (1-4), dtype (uint8|uint16|float32), colorspace (srgb|linear), sequence (null | {id, "
+                           "strength, reset}: frames of one animation, made temporally consistent), options (styles, keep, tileable, seed, "
                            "model, device, tile, overlap), hints (null|\"rgba8\")}, then width*height*channels "
                            "pixels (row-major, top row first), then width*height*4 hint bytes if hints is rgba8.",
             "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},

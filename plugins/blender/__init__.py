@@ -253,6 +253,7 @@ class CHROMASTYLE_OT_stylize_sequence(_Run, bpy.types.Operator):
         if not frames:
             raise ValueError("no rendered frames found: render the animation first (Ctrl F12)")
         tasks = []
+        sequence_id = f"blender-{scene.name}-{time.time()}"   # rendered frames: temporally consistent
         for f, path in frames:
             def read(path=path):
                 img = bpy.data.images.load(path, check_existing=False)
@@ -269,7 +270,8 @@ class CHROMASTYLE_OT_stylize_sequence(_Run, bpy.types.Operator):
                 save_image_atomically(result, target)
                 bpy.data.images.remove(result)
                 return target
-            tasks.append(Task(f"frame {f}", read, finish))
+            tasks.append(Task(f"frame {f}", read, finish,
+                              sequence={"id": sequence_id, "reset": not tasks}))
         return tasks
 
 

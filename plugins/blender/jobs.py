@@ -71,8 +71,8 @@ class Task:
     """One image through the worker: ``read`` gives (bytes, w, h, colorspace); ``finish`` takes
     the result bytes. Nothing is written until the result has fully arrived."""
 
-    def __init__(self, label, read, finish):
-        self.label, self.read, self.finish = label, read, finish
+    def __init__(self, label, read, finish, sequence=None):
+        self.label, self.read, self.finish, self.sequence = label, read, finish, sequence
 
 
 class Poller:
@@ -103,7 +103,8 @@ class Poller:
                 self.task = self.tasks.pop(0)
                 data, w, h, colorspace = self.task.read()
                 self.size = (w, h)
-                self.job = c.submit(data, w, h, 4, "float32", self.options, colorspace=colorspace)
+                self.job = c.submit(data, w, h, 4, "float32", self.options, colorspace=colorspace,
+                                    sequence=self.task.sequence)
                 return "running"
             st = c.status(self.job)
             if st["state"] in ("queued", "running"):

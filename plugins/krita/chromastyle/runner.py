@@ -68,6 +68,7 @@ class Runner(QObject):
         self.total = len(self.items)
         self.targets = {}
         self.results = []       # (source name, target node, time) in order
+        self.sequences = set()  # animated sources whose first frame was sent
         self.job = None
         self.current = None
         self.timer = QTimer(self)
@@ -109,7 +110,12 @@ class Runner(QObject):
             data = source.pixelData(x, y, w, h) if time is None else source.pixelDataAtTime(x, y, w, h, time)
             raw, channels, dtype = pixels.to_worker(data, source.colorModel(), source.colorDepth())
             hints = hints_rgba8(self.hint_node, self.rect, time) if self.hint_node else None
-            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints)
+            sequence = None
+            if time is not None:   # frames of one animated layer: temporally consistent in the worker
+                key = f"krita-{id(self)}-{source.uniqueId().toString()}"
+                sequence = {"id": key, "reset": key not in self.sequences}
+                self.sequences.add(key)
+            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints, sequence=sequence)
         except Exception as e:  # worker or pixel errors end the run with a message, not a traceback
             return self._finish(False, str(e))
         self.timer.start(POLL_MS)
