@@ -207,10 +207,10 @@ class Client:
             raise
 
     def run(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
-            progress=None, should_cancel=None, poll=0.1, restarts=2, colorspace="srgb"):
+            progress=None, should_cancel=None, poll=0.1, restarts=2, colorspace="srgb", sequence=None):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
-        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace)
+        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace, sequence)
         while True:
             if should_cancel and should_cancel():
                 self.cancel(job)
@@ -222,7 +222,7 @@ class Client:
                     raise
                 restarts -= 1
                 self._reconnect()
-                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace)
+                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace, sequence)
                 continue
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))
