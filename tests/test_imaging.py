@@ -138,11 +138,11 @@ def test_write_is_atomic_and_never_overwrites_input(tmp_path):
 
 def test_tiled_identity_and_padding():
     rng = np.random.default_rng(3)
-    img = rng.random((333, 517, 3)).astype(np.float32)
+    img = rng.random((3, 333, 517)).astype(np.float32)
     calls = []
 
     def fn(tile):
-        assert tile.shape[0] % 8 == 0 and tile.shape[1] % 8 == 0
+        assert tile.shape[1] % 8 == 0 and tile.shape[2] % 8 == 0
         calls.append(tile.shape)
         return tile
 
@@ -154,6 +154,6 @@ def test_tiled_identity_and_padding():
 
 
 def test_tiled_cancel():
-    img = np.zeros((400, 400, 3), np.float32)
+    img = np.zeros((3, 400, 400), np.float32)
     with pytest.raises(imaging.Cancelled):
         imaging.run_tiled(lambda t: t, img, 3, 128, 16, 8, cancel=lambda: True)

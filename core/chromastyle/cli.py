@@ -103,6 +103,8 @@ def build_parser():
     prec = e.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true")
     prec.add_argument("--int8", action="store_true")
+    e.add_argument("--register", type=Path, metavar="REGISTRY",
+                   help="update the file's sha256 and size in this registry.toml")
 
     ev = sub.add_parser("eval", help="hint sweep, style and diversity tables + a sample sheet")
     ev.add_argument("model")
@@ -324,6 +326,10 @@ def cmd_export(args):
     if not args.checkpoint.is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
     print(f"wrote {export(args.checkpoint, args.output, fp16=args.fp16, int8=args.int8)}")
+    if args.register:
+        from .train.export import register
+        register(args.output, args.register)
+        print(f"registered it in {args.register}")
 
 
 def cmd_eval(args):

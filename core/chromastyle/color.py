@@ -6,6 +6,8 @@ ONNX export.
 """
 import sys
 
+import numpy as np
+
 _RGB_TO_XYZ = [[0.412453, 0.357580, 0.180423],
                [0.212671, 0.715160, 0.072169],
                [0.019334, 0.119193, 0.950227]]
@@ -62,3 +64,17 @@ def lab_to_rgb(lab):
     xyz = xp.where(f > 0.2068966, f.clip(0.2068966, None) ** 3, (f - 16 / 116) / 7.787)
     xyz = xyz * _const(xyz, _WHITE)
     return linear_to_srgb(_matmul(xyz, _XYZ_TO_RGB))
+
+
+def lightness(rgb):
+    """L* alone (0..100) of a numpy sRGB image (H×W×3, or H×W gray), from luminance Y only.
+
+    Linearisation goes through a 16-bit lookup table: a large image is mostly pow() calls
+    otherwise, and L* from 16-bit quantised sRGB differs by less than 0.01."""
+    idx = np.rint(np.clip(rgb, 0, 1) * 65535).astype(np.uint16)
+    lin = _LINEAR_LUT[idx]
+    y = lin if lin.ndim == 2 else lin @ np.asarray(_RGB_TO_XYZ[1], np.float32)
+    return np.where(y > 0.008856, 116 * np.cbrt(y) - 16, 903.3 * y).astype(np.float32)
+
+
+_LINEAR_LUT = srgb_to_linear(np.linspace(0, 1, 65536, dtype=np.float64)).astype(np.float32)

@@ -206,18 +206,10 @@ def hints_from_points(points, size, radius=2):
 # -- padding and tiling ----------------------------------------------------------------------
 
 def pad(arr, top, bottom, left, right, circular=False):
-    """Pad H×W×C; reflect at borders (no dark frame), or wrap for tileable textures."""
-    if circular:
-        return np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode="wrap")
-    # np's reflect cannot pad more than the size; symmetric tiling of the image can
-    reps_y = -(-(top + bottom) // arr.shape[0]) + 1
-    reps_x = -(-(left + right) // arr.shape[1]) + 1
-    if reps_y > 2 or reps_x > 2:
-        flip = np.concatenate([arr, arr[::-1]], 0)
-        flip = np.concatenate([flip, flip[:, ::-1]], 1)
-        big = np.tile(flip, (reps_y, reps_x, 1))
-        return big[:arr.shape[0] + top + bottom, :arr.shape[1] + left + right]
-    return np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode="symmetric")
+    """Pad the last two (spatial) axes; mirror at borders (no dark frame), or wrap for tileable
+    textures."""
+    widths = [(0, 0)] * (arr.ndim - 2) + [(top, bottom), (left, right)]
+    return np.pad(arr, widths, mode="wrap" if circular else "symmetric")
 
 
 def tile_spans(length, tile, overlap, multiple):
@@ -244,35 +236,48 @@ def feather(length, start, stop, total, overlap):
 
 def run_tiled(fn, channels, out_channels, tile, overlap, multiple, circular=False,
               progress=None, cancel=None):
-    """Apply ``fn`` (H×W×C array -> H×W×out array, sizes multiples of ``multiple``) to an image
-    of any size in bounded memory: overlapping tiles with feathered blending.
+    """Apply ``fn`` (C×H×W array -> out×H×W array, sizes multiples of ``multiple``) to an image
+    of any size in bounded memory: overlapping tiles with feathered blending. Channels first, as
+    the model takes them, so a tile needs no transposing.
 
     The network has no per-tile statistics, so overlapping tiles agree up to their borders and
     the feathered blend hides the rest. ``circular`` wraps the image for tileable textures.
     """
-    h, w = channels.shape[:2]
-    margin = overlap if (circular or h > tile or w > tile) else 0
+    h, w = channels.shape[1:]
+    # context beyond the image: a full overlap of wrapped pixels for tileable textures; half of
+    # it (mirrored) at the borders of an image that is tiled anyway; none for a single tile
+    margin = overlap if circular else overlap // 2 if (h > tile or w > tile) else 0
     ph = -(-(h + 2 * margin) // multiple) * multiple
     pw = -(-(w + 2 * margin) // multiple) * multiple
     top, left = margin + (ph - h - 2 * margin) // 2, margin + (pw - w - 2 * margin) // 2
     canvas = pad(channels, top, ph - h - top, left, pw - w - left, circular)
     ys, xs = tile_spans(ph, tile, overlap, multiple), tile_spans(pw, tile, overlap, multiple)
-    out = np.zeros((ph, pw, out_channels), np.float32)
-    weight = np.zeros((ph, pw, 1), np.float32)
+    if len(ys) == len(xs) == 1:   # one tile: nothing to blend
+        if cancel is not None and cancel():
+            raise Cancelled()
+        out = fn(canvas)
+        if progress:
+            progress(1.0)
+        return out[:, top:top + h, left:left + w]
+    out = np.zeros((out_channels, ph, pw), np.float32)
+    weight = np.zeros((1, ph, pw), np.float32)
     done, total = 0, len(ys) * len(xs)
     for y0, y1 in ys:
         wy = feather(ph, y0, y1, ph, overlap)
         for x0, x1 in xs:
             if cancel is not None and cancel():
                 raise Cancelled()
-            wx = feather(pw, x0, x1, pw, overlap)
-            wt = (wy[:, None] * wx[None, :])[..., None]
-            out[y0:y1, x0:x1] += fn(canvas[y0:y1, x0:x1]) * wt
-            weight[y0:y1, x0:x1] += wt
+            wt = (wy[:, None] * feather(pw, x0, x1, pw, overlap)[None, :])[None]
+            result = fn(canvas[:, y0:y1, x0:x1])
+            result *= wt
+            out[:, y0:y1, x0:x1] += result
+            weight[:, y0:y1, x0:x1] += wt
             done += 1
             if progress:
                 progress(done / total)
-    return out[top:top + h, left:left + w] / weight[top:top + h, left:left + w]
+    out = out[:, top:top + h, left:left + w]
+    out /= weight[:, top:top + h, left:left + w]
+    return out
 
 
 class Cancelled(Exception):

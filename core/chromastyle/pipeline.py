@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import models
-from .color import rgb_to_lab
+from .color import lightness
 from .engine import load_model
 from .errors import UserError
 from .imaging import Picture, merge_lab, run_tiled
@@ -122,6 +122,7 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     opts.check()
     picture = image if isinstance(image, Picture) else None
     rgb = picture.rgb if picture else np.asarray(image, np.float32)
+    gray = rgb if rgb.ndim == 2 else rgb[..., 0] if picture and picture.gray else None
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, -1)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
@@ -133,15 +134,17 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     info = model.info
     style = style_vector(opts.styles, info.styles)[None]
     z = latent(opts.seed, info.z_dim)[None]
-    L = (rgb_to_lab(rgb.astype(np.float32))[..., :1] / 100).astype(np.float32)
-    channels = np.concatenate([L, hints if hints is not None else np.zeros(L.shape[:2] + (3,), np.float32)], -1)
+    h, w = rgb.shape[:2]
+    channels = np.zeros((4, h, w), np.float32)   # L, then the hints' a, b, mask: the model's inputs
+    channels[0] = lightness(rgb if gray is None else gray) / 100
+    if hints is not None:
+        channels[1:] = hints.transpose(2, 0, 1)
 
     def infer(tile):
-        x = tile.transpose(2, 0, 1)[None]
-        return model.run(np.ascontiguousarray(x[:, :1]), np.ascontiguousarray(x[:, 1:]), style, z)[0].transpose(1, 2, 0)
+        return model.run(np.ascontiguousarray(tile[None, :1]), np.ascontiguousarray(tile[None, 1:]), style, z)[0]
 
     out = run_tiled(infer, channels, 3, int(opts.tile), int(opts.overlap), info.multiple,
-                    circular=opts.tileable, progress=progress, cancel=cancel)
+                    circular=opts.tileable, progress=progress, cancel=cancel).transpose(1, 2, 0)
     out = merge_lab(rgb, np.clip(out, 0, 1), opts.keep)
     if picture:
         return Picture(out, picture.alpha, picture.depth, False)

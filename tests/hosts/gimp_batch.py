@@ -50,6 +50,8 @@ for sc in params["scenarios"]:
         out["before"] = dump(base, f"{sc['name']}_before")
         hint_layer = None
         if sc.get("hints"):
+            # as an artist does: colour hints need an RGB image to be painted in
+            image.convert_rgb()
             hint_layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(sc["hints"]))
             image.insert_layer(hint_layer, None, 0)
         drawables = [base]

@@ -88,3 +88,24 @@ def _quantize(model, net, tmp, calibration):
     quantize_static(str(src), str(dst), Reader(), weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
     return onnx.load(str(dst))
+
+
+def register(model_path, registry_path):
+    """Write the file's sha256 and size into its entry in a registry.toml (the model's folder
+    name is the registry name), keeping the rest of the file as it is."""
+    import re
+
+    from ..models import sha256_of
+
+    model_path, registry_path = Path(model_path), Path(registry_path)
+    name = model_path.parent.name
+    text = registry_path.read_text()
+    start = text.find(f'name = "{name}"')
+    if start < 0:
+        raise ValueError(f"{registry_path} has no model named {name!r}")
+    end = text.find("[[model]]", start)
+    end = len(text) if end < 0 else end
+    entry = text[start:end]
+    entry = re.sub(r'sha256 = "[0-9a-f]*"', f'sha256 = "{sha256_of(model_path)}"', entry, count=1)
+    entry = re.sub(r"size = \d+", f"size = {model_path.stat().st_size}", entry, count=1)
+    registry_path.write_text(text[:start] + entry + text[end:])

@@ -121,8 +121,10 @@ class Generator(nn.Module):
         x = F.interpolate(self.u4(x), scale_factor=2.0, mode="bilinear", align_corners=False) + x4
         x = self.d4b(self.d4(torch.cat([x, F.avg_pool2d(hints, 4) * 4], 1), cond), cond)
         logits = self.head_class(x)
-        prob = torch.softmax(logits / self.args.temperature, 1)
-        ab_class = torch.einsum("nqhw,qc->nchw", prob, self.bins)
+        # softmax over the last axis + matmul: ONNX Runtime runs this ~15× faster than a softmax
+        # over the channel axis of NCHW followed by an einsum
+        prob = torch.softmax(logits.permute(0, 2, 3, 1) / self.args.temperature, -1)
+        ab_class = (prob @ self.bins).permute(0, 3, 1, 2)
         ab_reg = torch.tanh(self.head_reg(x))
         ab4 = self.args.class_mix * ab_class + (1 - self.args.class_mix) * ab_reg
         y = F.interpolate(self.u2(x), scale_factor=2.0, mode="bilinear", align_corners=False) + x2
