@@ -17,31 +17,35 @@ from chromastyle import pipeline
 from chromastyle.client import Client
 
 
-def timed(fn, repeat):
-    best = float("inf")
+def interleaved(a, b, repeat):
+    """Median seconds of a and b, run alternately after one warm-up each (this machine is noisy)."""
+    a()
+    b()
+    ta, tb = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+        for fn, times in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         client = Client(Path(tmp) / "worker.json", python=sys.executable)
         client.connect()
         try:
             pipeline.run(np.zeros((64, 64), np.float32))
-            print("| image | in-process (s) | worker (s) | overhead |")
+            print("| image | in-process (s, median) | worker (s, median) | overhead |")
             print("|---|---|---|---|")
             for w, h in ((1024, 1024), (3840, 2160)):
                 px = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
-                local = timed(lambda: pipeline.run(px.astype(np.float32) / 255), args.repeat)
-                remote = timed(lambda: client.run(px.tobytes(), w, h, 3, "uint8", poll=0.01), args.repeat)
+                local, remote = interleaved(lambda: pipeline.run(px.astype(np.float32) / 255),
+                                            lambda: client.run(px.tobytes(), w, h, 3, "uint8"), args.repeat)
                 print(f"| {w}×{h} | {local:.3f} | {remote:.3f} | {100 * (remote / local - 1):+.1f} % |")
             small = (np.random.default_rng(1).random((128, 128, 3)) * 255).astype(np.uint8).tobytes()
             latencies, errors = [], []
@@ -50,7 +54,7 @@ def main():
                 c = Client(Path(tmp) / "worker.json", autostart=False)
                 t = time.perf_counter()
                 try:
-                    out = c.run(small, 128, 128, 3, "uint8", poll=0.02)
+                    out = c.run(small, 128, 128, 3, "uint8")
                     assert len(out) == len(small)
                     latencies.append(time.perf_counter() - t)
                 except Exception as e:  # counted as lost

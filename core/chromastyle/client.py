@@ -190,8 +190,9 @@ class Client:
                   "colorspace": colorspace, "sequence": sequence}
         return self._json("POST", "/v1/jobs", encode_job(header, pixels, hints))["id"]
 
-    def status(self, job_id):
-        return self._json("GET", f"/v1/jobs/{job_id}")
+    def status(self, job_id, wait=0.0):
+        """The job's state; with ``wait`` the worker answers when it changes (long poll)."""
+        return self._json("GET", f"/v1/jobs/{job_id}" + (f"?wait={wait:g}" if wait else ""))
 
     def result(self, job_id):
         resp, data = self._request("GET", f"/v1/jobs/{job_id}/result")
@@ -207,7 +208,7 @@ class Client:
             raise
 
     def run(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
-            progress=None, should_cancel=None, poll=0.1, restarts=2, colorspace="srgb", sequence=None):
+            progress=None, should_cancel=None, poll=0.25, restarts=2, colorspace="srgb", sequence=None):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
         job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace, sequence)
@@ -216,7 +217,7 @@ class Client:
                 self.cancel(job)
                 raise Cancelled("cancelled")
             try:
-                st = self.status(job)
+                st = self.status(job, wait=poll)
             except WorkerError as e:
                 if restarts <= 0 or getattr(e, "status", 0) not in (0, 404):
                     raise
@@ -232,7 +233,6 @@ class Client:
                 raise JobFailed(st.get("error") or "the job failed")
             if st["state"] == "cancelled":
                 raise Cancelled("the job was cancelled")
-            time.sleep(poll)
 
     def stop(self):
         self._request("POST", "/v1/shutdown")

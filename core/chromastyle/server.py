@@ -57,6 +57,19 @@ class Job:
         self.result = None
         self.cancel = threading.Event()
         self.touched = time.monotonic()
+        self.changed = threading.Condition()   # long polls wait on it
+
+    def update(self, **fields):
+        with self.changed:
+            for k, v in fields.items():
+                setattr(self, k, v)
+            self.changed.notify_all()
+
+    def wait(self, seconds):
+        """Until the state or the progress changes (a long poll), at most ``seconds``."""
+        state, progress = self.state, self.progress
+        with self.changed:
+            self.changed.wait_for(lambda: self.state != state or self.progress != progress, timeout=seconds)
 
     def public(self, position=None):
         d = {"id": self.id, "state": self.state, "progress": round(self.progress, 4), "stage": self.stage}
@@ -120,7 +133,7 @@ class JobQueue:
                     log.info("job %s: no client asked for %.0f s; cancelling", job.id, idle)
                     job.cancel.set()
                     if job.state == "queued":
-                        job.state, job.stage = "cancelled", "client gone"
+                        job.update(state="cancelled", stage="client gone")
                 elif job.state in ("done", "failed", "cancelled") and idle > RESULT_TTL:
                     del self.jobs[job.id]
 
@@ -226,7 +239,7 @@ class Worker:
             self.queue.reap()
 
     def _run(self, job):
-        job.state, job.stage = "running", "preparing"
+        job.update(state="running", stage="preparing")
         try:
             rgb, alpha = decode_pixels(job.header, job.pixels)
             hints = None
@@ -237,26 +250,29 @@ class Worker:
                                                **({"model": self.model} if self.model and not job.header.get("options", {}).get("model") else {})})
             opts.device = self.device if opts.device == "auto" else opts.device
             job.stage = "running model"
+            started = time.perf_counter()
 
             def progress(p):
-                job.progress = min(0.99, p)
+                job.update(progress=min(0.99, p))
             out = pipeline.run(rgb, hints, options=opts, progress=progress, cancel=job.cancel.is_set)
             if job.header.get("sequence"):
                 out = self.stabilize(job.header["sequence"], rgb, out)
             job.stage = "encoding"
             job.result, job.result_channels = encode_pixels(job.header, out, alpha)
-            job.progress, job.state, job.stage = 1.0, "done", "done"
+            job.update(progress=1.0, state="done", stage="done")
+            log.info("job %s: %d×%d, %s, %.3f s", job.id, rgb.shape[1], rgb.shape[0], opts.styles,
+                     time.perf_counter() - started)
         except Cancelled:
-            job.state, job.stage = "cancelled", "cancelled"
+            job.update(state="cancelled", stage="cancelled")
         except UserError as e:
-            job.state, job.stage, job.error = "failed", "failed", str(e)
+            job.update(state="failed", stage="failed", error=str(e))
         except Exception as e:  # the worker survives whatever one job does
             log.exception("job %s failed", job.id)
-            job.state, job.stage, job.error = "failed", "failed", f"internal error: {e}"
+            job.update(state="failed", stage="failed", error=f"internal error: {e}")
         finally:
             job.pixels = job.hints = None   # free the input as soon as possible
             if job.cancel.is_set() and job.state == "running":
-                job.state = "cancelled"
+                job.update(state="cancelled")
 
     def stabilize(self, seq, frame, out):
         """Frames of one animation, sent in order with the same sequence id, are made temporally
@@ -305,7 +321,8 @@ OPENAPI = {
                           "413": {"description": "too large"}}}},
         "/v1/jobs/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "get": {"summary": "State (queued|running|done|failed|cancelled), progress 0..1, stage",
+            "get": {"summary": "State (queued|running|done|failed|cancelled), progress 0..1, stage; "
+                           "?wait=S answers as soon as either changes (a long poll, S ≤ 10)",
                     "responses": {"200": {"description": "ok"}, "404": {"description": "unknown job"}}},
             "delete": {"summary": "Cancel (stops at the next tile)", "responses": {"200": {"description": "ok"}}}},
         "/v1/jobs/{id}/result": {
@@ -404,11 +421,17 @@ def make_handler(worker, server_ref):
             if len(route) >= 2 and route[0] == "jobs":
                 job = q.get(route[1])
                 if method == "GET" and len(route) == 2:
+                    try:
+                        wait = min(10.0, max(0.0, float(query.get("wait", ["0"])[0])))
+                    except ValueError:
+                        raise HttpError(400, "wait must be a number of seconds") from None
+                    if wait and job.state in ("queued", "running"):
+                        job.wait(wait)
                     return self._send(200, job.public(q.position(job)))
                 if method == "DELETE" and len(route) == 2:
                     job.cancel.set()
                     if job.state == "queued":
-                        job.state, job.stage = "cancelled", "cancelled"
+                        job.update(state="cancelled", stage="cancelled")
                     return self._send(200, job.public())
                 if method == "GET" and route[2:] == ["result"]:
                     if job.state != "done":
@@ -437,6 +460,11 @@ def make_handler(worker, server_ref):
             self._handle("PUT")
 
     return Handler
+
+
+class WorkerHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 128   # the default backlog of 5 refuses bursts of clients
+    daemon_threads = True
 
 
 def is_loopback(host):
@@ -480,8 +508,7 @@ def serve(host="127.0.0.1", port=0, state_file=None, max_pixels=64_000_000, toke
     worker = Worker(max_pixels, token, model, device, lease)
     worker.start()
     server_ref = []
-    httpd = ThreadingHTTPServer((host, port), make_handler(worker, server_ref))
-    httpd.daemon_threads = True
+    httpd = WorkerHTTPServer((host, port), make_handler(worker, server_ref))
     server_ref.append(httpd)
     state = {"host": host if host not in ("0.0.0.0", "::") else "127.0.0.1", "port": httpd.server_address[1],
              "token": token, "pid": os.getpid(), "version": __version__, "protocol": PROTOCOL}
