@@ -268,9 +268,7 @@ def run_tiled(fn, channels, out_channels, tile, overlap, multiple, circular=Fals
             if cancel is not None and cancel():
                 raise Cancelled()
             wt = (wy[:, None] * feather(pw, x0, x1, pw, overlap)[None, :])[None]
-            result = fn(canvas[:, y0:y1, x0:x1])
-            result *= wt
-            out[:, y0:y1, x0:x1] += result
+            out[:, y0:y1, x0:x1] += fn(canvas[:, y0:y1, x0:x1]) * wt
             weight[:, y0:y1, x0:x1] += wt
             done += 1
             if progress:
