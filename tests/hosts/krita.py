@@ -51,8 +51,11 @@ def run_krita(work, params, env=None, timeout=300):
             "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
             "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"), **(env or {})}
     envs.pop("QT_QPA_PLATFORM", None)   # Krita needs X11: offscreen aborts
-    with xvfb() as display:
-        r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True,
-                           env={**envs, "DISPLAY": display}, timeout=timeout)
+    for attempt in range(2):   # Krita sometimes fails to reach a just-started Xvfb: try once more
+        with xvfb() as display:
+            r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True,
+                               env={**envs, "DISPLAY": display}, timeout=timeout)
+        if "could not connect to display" not in r.stderr:
+            break
     result = work / "result.json"
     return r, json.loads(result.read_text()) if result.exists() else None

@@ -60,8 +60,35 @@ class Harness(Extension):
     def start(self):
         import chromastyle.extension as ext
         self.ext = ext
+        if PARAMS.get("screenshot"):
+            try:
+                return self.screenshot()
+            except Exception:
+                with open(f"{WORK}/result.json", "w") as f:
+                    json.dump({"exception": traceback.format_exc()}, f)
+                os._exit(1)
         self.queue = list(PARAMS["scenarios"])
         self.next()
+
+    def screenshot(self):
+        """For the docs: the window with a photo and the Chromastyle docker, grabbed by Qt."""
+        from PyQt5.QtWidgets import QDockWidget
+        krita = Krita.instance()
+        window = krita.activeWindow()
+        doc = krita.openDocument(PARAMS["image"])
+        window.addView(doc)
+        qwin = window.qwindow()
+        qwin.resize(1280, 800)
+        dock = next(d for d in qwin.findChildren(QDockWidget) if d.objectName() == "chromastyle_docker")
+        dock.show()
+        dock.refresh()
+
+        def grab():
+            qwin.grab().save(PARAMS["screenshot"])
+            with open(f"{WORK}/result.json", "w") as f:
+                json.dump({"screenshot": PARAMS["screenshot"]}, f)
+            os._exit(0)
+        QTimer.singleShot(3000, grab)
 
     def next(self):
         if not self.queue:
