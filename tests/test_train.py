@@ -97,3 +97,27 @@ def test_onnx_equals_pytorch_and_reduced_precisions_run(data_dir, tmp_path):
         out = engine.OnnxModel(path).run(L, hints, style, z)
         assert out.shape == ref.shape
         assert np.abs(out - ref).max() < tol, (flag, np.abs(out - ref).max())
+
+
+def test_data_pack_keeps_names_and_the_split(data_dir, tmp_path):
+    size = D.make_pack(data_dir, tmp_path / "pack", short_side=48)
+    assert size > 0
+    names = sorted(p.name for p in (tmp_path / "pack" / "train").iterdir())
+    assert names == sorted(p.name for p in (data_dir / "train").iterdir())
+    assert min(Image.open(tmp_path / "pack" / "train" / names[0]).size) == 48
+    assert D.split(tmp_path / "pack" / "train")[1] == [tmp_path / "pack" / "train" / p.name
+                                                      for p in D.split(data_dir / "train")[1]]
+
+
+def test_checkpoints_split_into_parts_and_join(data_dir, tmp_path):
+    from chromastyle.train.loop import load_checkpoint, save_checkpoint
+
+    state = {"w": torch.arange(600_000, dtype=torch.float32), "step": 3}
+    save_checkpoint(state, tmp_path / "last.pt", split_mb=1)
+    parts = sorted(p.name for p in tmp_path.iterdir())
+    assert parts == ["last.pt.000", "last.pt.001", "last.pt.002"]
+    assert all((tmp_path / p).stat().st_size <= 2 ** 20 for p in parts)
+    back = load_checkpoint(tmp_path / "last.pt")
+    assert torch.equal(back["w"], state["w"]) and back["step"] == 3
+    save_checkpoint(state, tmp_path / "last.pt")         # one file again: the parts go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

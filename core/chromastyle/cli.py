@@ -96,6 +96,8 @@ def build_parser():
     t.add_argument("--out", help="run folder (checkpoints, log)")
     t.add_argument("--steps", type=int)
     t.add_argument("--device", default=None)
+    t.add_argument("--make-pack", type=Path, metavar="DIR",
+                   help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
 
     e = sub.add_parser("export", help="checkpoint -> ONNX model")
     e.add_argument("checkpoint", type=Path)
@@ -313,6 +315,11 @@ def cmd_train(args):
         from .train.loop import train
     except ImportError:
         raise UserError("training needs PyTorch: pip install 'chromastyle[train]'") from None
+    if args.make_pack:
+        from .train.data import default_data_dir, make_pack
+        size = make_pack(args.data or default_data_dir(), args.make_pack)
+        print(f"wrote {args.make_pack} ({size / 2 ** 20:.1f} MiB)")
+        return
     path = train(args.preset, resume=args.resume, data=args.data, out=args.out, steps=args.steps,
                  device=args.device)
     print(f"checkpoint: {path}")

@@ -100,7 +100,8 @@ class TorchModel:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            ck = torch.load(path, map_location=device, weights_only=False)
+            from .train.loop import load_checkpoint
+            ck = load_checkpoint(path, device)
             args = GeneratorArgs(**ck["generator_args"])
         except Exception as e:
             raise ModelError(f"cannot load the checkpoint {path}: {e}") from None

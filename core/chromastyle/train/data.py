@@ -92,3 +92,17 @@ def sample_hints(rng, ab, p_none=0.1, p_geometric=0.125, max_patch=9):
             hints[i, :2, y:y + size, x:x + size] = patch.mean((1, 2))[:, None, None]
             hints[i, 2, y:y + size, x:x + size] = 1
     return hints
+
+
+def make_pack(src, dst, short_side=192, quality=90):
+    """A compact copy of a data folder (train/ + styles/) to carry to a rented GPU: photos with
+    short side ``short_side``, paintings with long side 512, JPEG. Returns the size in bytes."""
+    src, dst = Path(src), Path(dst)
+    total = 0
+    for sub, kw in (("train", {"short_side": short_side}), ("styles", {"long_side": 512})):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+        for path in list_images(src / sub):
+            out = dst / sub / (path.stem + ".jpg")
+            Image.fromarray(load_rgb(path, **kw)).save(out, quality=quality)
+            total += out.stat().st_size
+    return total

@@ -16,7 +16,8 @@ DYNAMIC = {"L": {0: "N", 2: "H", 3: "W"}, "hints": {0: "N", 2: "H", 3: "W"},
 
 
 def load_generator(ckpt):
-    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    from .loop import load_checkpoint
+    ck = load_checkpoint(ckpt)
     net = Generator(GeneratorArgs(**ck["generator_args"])).eval()
     net.load_state_dict(ck["generator"])
     return net, ck

@@ -55,6 +55,7 @@ class TrainConfig:
     ckpt_every: int = 250
     device: str = "auto"
     threads: int = 0               # CPU threads for torch; 0 = torch's default
+    split_mb: int = 0              # write checkpoints in parts of this size (0: one file)
 
 
 PRESETS = {
@@ -64,8 +65,40 @@ PRESETS = {
     "cpu": dict(),
     "gpu": dict(steps=60000, batch=48, crop=192, short_side=256, painting_long_side=512,
                 widths=(24, 48, 96, 160), res_blocks=8, lr=5e-4, out="runs/gpu",
-                ckpt_every=2000),
+                ckpt_every=2000, split_mb=15),   # ~60 MB checkpoints travel in 15 MiB parts
 }
+
+
+def save_checkpoint(state, path, split_mb=0):
+    """Atomically; with ``split_mb``, as PATH.000, PATH.001, … parts of at most that many MiB (files
+    that fit transfer limits), which load_checkpoint joins. Stale parts are removed."""
+    import io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    step = split_mb * 2 ** 20 if split_mb else len(data)
+    chunks = [data[i:i + step] for i in range(0, len(data), step)] or [b""]
+    names = [path] if len(chunks) == 1 else [path.with_name(f"{path.name}.{i:03d}") for i in range(len(chunks))]
+    for name, chunk in zip(names, chunks):
+        tmp = name.with_name(name.name + ".tmp")
+        tmp.write_bytes(chunk)
+        os.replace(tmp, name)
+    for stale in [path] + sorted(path.parent.glob(f"{path.name}.[0-9][0-9][0-9]")):
+        if stale not in names:
+            stale.unlink(missing_ok=True)
+
+
+def load_checkpoint(path, device="cpu"):
+    import io
+
+    path = Path(path)
+    parts = sorted(path.parent.glob(f"{path.name}.[0-9][0-9][0-9]"))
+    if path.exists() or not parts:
+        return torch.load(path, map_location=device, weights_only=False)
+    return torch.load(io.BytesIO(b"".join(p.read_bytes() for p in parts)), map_location=device, weights_only=False)
 
 
 def make_config(preset="cpu", **overrides):
@@ -133,14 +166,10 @@ class Trainer:
         }
 
     def save(self, path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        save_checkpoint(self.state(), path, self.cfg.split_mb)
 
     def load(self, path):
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        ck = load_checkpoint(path, self.device)
         self.G.load_state_dict(ck["generator"])
         self.D.load_state_dict(ck["discriminator"])
         self.opt_g.load_state_dict(ck["opt_g"])
@@ -258,7 +287,7 @@ class Trainer:
 def train(preset="cpu", resume=None, **overrides):
     """Train a preset, or resume a checkpoint with its own config (``steps`` etc. may be raised)."""
     if resume:
-        saved = torch.load(resume, map_location="cpu", weights_only=False)["config"]
+        saved = load_checkpoint(resume)["config"]
         saved.update({k: v for k, v in overrides.items() if v is not None})
         cfg = make_config(saved.pop("preset"), **saved)
     else:
