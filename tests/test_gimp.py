@@ -144,3 +144,28 @@ def test_auto_starts_the_worker(gimp):
         import json
         if state.exists():
             os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
+
+
+def test_undo_restores_the_image(gimp):
+    """In the GUI GIMP under Xvfb: run in replace mode on a gray image, press Ctrl+Z once in the
+    real window, and the image is gray and unchanged again (the conversion and the filter are one
+    undo group)."""
+    from hosts.gimp import run_gimp_gui
+
+    root, work = gimp
+    state = work / "undo-state" / "worker.json"
+    worker = start_worker(state)
+    try:
+        result = run_gimp_gui(root, work, HERE / "gimp_undo.py", {"work": str(work), "image": str(work / "gray.png")},
+                              env={"CHROMASTYLE_STATE_FILE": str(state)})
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    assert result["status"] == "success"
+    w, h = result["size"]
+    load = lambda name: np.fromfile(work / f"{name}.rgba", np.uint8).reshape(h, w, 4)  # noqa: E731
+    before, after_run, after_undo = load("undo_before"), load("undo_after_run"), load("undo_after_undo")
+    assert result["base_type_before"] == "gray" and result["base_type_after_run"] == "rgb"
+    assert np.abs(after_run.astype(int) - before).mean() > 3
+    assert result["base_type_after_undo"] == "gray"
+    assert np.array_equal(after_undo, before)

@@ -23,12 +23,14 @@ def plugin():
         setattr(repo, name, types.SimpleNamespace())
     gi.repository = repo
     saved = {k: sys.modules.get(k) for k in ("gi", "gi.repository", "chromastyle_client")}
+    saved_path = list(sys.path)
     sys.modules.update({"gi": gi, "gi.repository": repo})
     sys.modules["chromastyle_client"] = importlib.import_module("chromastyle.client")
     spec = importlib.util.spec_from_file_location("gimp_chromastyle", PLUGIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
+    sys.path[:] = saved_path
     for k, v in saved.items():
         if v is None:
             sys.modules.pop(k, None)

@@ -54,6 +54,8 @@ def krita_result(tmp_path_factory):
         {"name": "multi", "image": str(work / "gray.png"), "second_layer": True,
          "settings": {**natural, "style": "starry_night", "strength": 0.8}},
         {"name": "deep", "image": str(work / "gray.png"), "depth": "U16", "settings": natural},
+        {"name": "selection", "image": str(work / "gray.png"), "select": [40, 30, 80, 60],
+         "settings": {**natural, "style": "the_scream"}},
         {"name": "animated", "animated": True, "times": [0, 4, 8], "frames": frames,
          "settings": {**natural, "style": "great_wave", "strength": 0.7}},
     ]
@@ -109,6 +111,15 @@ def test_16_bit_document(krita_result):
     (res,) = sc["results"]
     assert res["depth"] == "U16" and res["model"] == "RGBA"
     assert chroma(pixels(res)).mean() > 2
+
+
+def test_only_the_selection_is_filled(krita_result):
+    sc = scenario(krita_result, "selection")
+    (res,) = sc["results"]
+    alpha = pixels(res)[..., 3]
+    inside = np.zeros(alpha.shape, bool)
+    inside[30:90, 40:120] = True
+    assert alpha[inside].min() > 0.99 and alpha[~inside].max() == 0
 
 
 def test_animated_layer_gives_an_animated_result(krita_result):

@@ -46,3 +46,49 @@ def run_gimp(root, workdir, script, params, env=None, timeout=300):
     result_file = workdir / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return r, result
+
+
+def run_gimp_gui(root, workdir, script, params, env=None, timeout=180):
+    """Run ``script`` in the GUI gimp-3.0 on a private Xvfb; when it writes ``ready``, press Ctrl+Z
+    in the real window (xdotool, XTEST events), then write ``undone`` and wait for its result."""
+    import time
+
+    workdir = Path(workdir)
+    (workdir / "ready").unlink(missing_ok=True)
+    (workdir / "undone").unlink(missing_ok=True)
+    profile = workdir / "gimp-gui-profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "gimprc").write_text(f'(plug-in-path "${{gimp_plug_in_dir}}/plug-ins:{workdir / "plug-ins"}")\n'
+                                    '(show-welcome-dialog no)\n(show-tips no)\n')
+    (workdir / "params-gui.json").write_text(json.dumps(params))
+    batch = f'PARAMS = "{workdir / "params-gui.json"}"; exec(open("{script}").read())'
+    xvfb = subprocess.Popen(["Xvfb", ":78", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    envs = {"PATH": "/usr/bin:/bin", "HOME": str(workdir / "home"), "LANG": "C.UTF-8", "DISPLAY": ":78",
+            "GIMP3_DIRECTORY": str(profile), "XDG_CONFIG_HOME": str(workdir / "xdg"), **(env or {})}
+    inner = " ".join(f"{k}='{v}'" for k, v in envs.items())
+    cmd = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
+           f"mkdir -p {root}/tmp/.X11-unix {root}{workdir} && mount --bind /tmp/.X11-unix {root}/tmp/.X11-unix && "
+           f"mount --bind {workdir} {root}{workdir} && mkdir -p {root}{REPO} && mount --bind {REPO} {root}{REPO} && "
+           f"chroot {root} env -i {inner} gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval -b '{batch}'")
+    gimp = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (workdir / "ready").exists():
+            if time.monotonic() > deadline or gimp.poll() is not None:
+                raise RuntimeError("GIMP did not get ready")
+            time.sleep(0.2)
+        time.sleep(2.0)   # let the display show the result
+        x_env = {**os.environ, "DISPLAY": ":78"}
+        subprocess.run(["xdotool", "mousemove", "512", "400"], env=x_env, check=True)
+        subprocess.run(["xdotool", "key", "ctrl+z"], env=x_env, check=True)
+        (workdir / "undone").touch()
+        while not (workdir / "undo_result.json").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("GIMP did not report after the undo")
+            time.sleep(0.2)
+        return json.loads((workdir / "undo_result.json").read_text())
+    finally:
+        os.killpg(gimp.pid, 9)
+        xvfb.terminate()

@@ -8,15 +8,13 @@ import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import gi  # noqa: E402
+import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-import chromastyle_client as client_lib  # noqa: E402
+import chromastyle_client as client_lib  # noqa: E402  (next to this file: GIMP runs it as a script)
 
 PROC = "plug-in-chromastyle"
 KEEP = ("none", "luminance", "colors")

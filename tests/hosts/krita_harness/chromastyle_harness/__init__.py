@@ -132,6 +132,11 @@ class Harness(Extension):
                 nodes.append(second)
             if sc.get("hints"):
                 add_hint_layer(doc, sc["hints"])
+            if sc.get("select"):
+                from krita import Selection
+                sel = Selection()
+                sel.select(*sc["select"], 255)
+                doc.setSelection(sel)
             out["before"] = dump(base, f"{sc['name']}_before", sc["times"][0] if sc.get("animated") else None)
 
             def done(ok, message, runner):
