@@ -134,6 +134,8 @@ def test_write_is_atomic_and_never_overwrites_input(tmp_path):
     with pytest.raises(UserError, match="unsupported"):
         imaging.write_image(tmp_path / "x.xyz", pic)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+    imaging.write_image(tmp_path / "out.png", pic)
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o666 & ~imaging._UMASK   # not mkstemp's 0600
 
 
 def test_tiled_identity_and_padding():

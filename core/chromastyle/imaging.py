@@ -13,6 +13,8 @@ from .color import lab_to_rgb, rgb_to_lab
 from .errors import UserError
 
 DEFAULT_MAX_PIXELS = 200_000_000  # far above 8K; guards against decompression bombs
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -117,6 +119,7 @@ def write_image(path, picture: Picture, inputs=()):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(encode_image(picture, suffix))
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; an output is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
