@@ -12,6 +12,8 @@ import bpy
 from . import client as client_lib
 
 _client = None
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def client():
@@ -61,6 +63,7 @@ def save_image_atomically(img, path):
         img.filepath_raw = tmp
         img.file_format = "OPEN_EXR" if path.lower().endswith(".exr") else "PNG"
         img.save()
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,42 @@
+import json
+import zipfile
+
+from chromastyle import cli, install
+
+
+def test_install_and_uninstall_each_host(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHROMASTYLE_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert cli.main(["install", "gimp", "--dest", str(tmp_path / "gimp"), "--python", "/opt/py/bin/python3"]) == 0
+    plug = tmp_path / "gimp" / "chromastyle"
+    assert (plug / "chromastyle.py").stat().st_mode & 0o111 and (plug / "chromastyle_client.py").exists()
+    assert json.loads((tmp_path / "config" / "client.json").read_text())["python"] == "/opt/py/bin/python3"
+    assert cli.main(["uninstall", "gimp", "--dest", str(tmp_path / "gimp")]) == 0
+    assert not plug.exists()
+
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "xdg" / "kritarc").write_text("[General]\nfoo=1\n[python]\nenable_other=true\n")
+    assert cli.main(["install", "krita", "--dest", str(tmp_path / "pykrita")]) == 0
+    assert (tmp_path / "pykrita" / "chromastyle.desktop").exists()
+    assert (tmp_path / "pykrita" / "chromastyle" / "client.py").exists()
+    rc = (tmp_path / "xdg" / "kritarc").read_text()
+    assert "enable_chromastyle=true" in rc and "foo=1" in rc and "enable_other=true" in rc
+    assert rc.index("enable_chromastyle=true") > rc.index("[python]")
+    assert cli.main(["uninstall", "krita", "--dest", str(tmp_path / "pykrita")]) == 0
+    assert not (tmp_path / "pykrita" / "chromastyle").exists()
+    assert "enable_chromastyle" not in (tmp_path / "xdg" / "kritarc").read_text()
+
+    assert cli.main(["install", "blender", "--dest", str(tmp_path / "dist")]) == 0
+    out = capsys.readouterr().out
+    assert "extension install-file" in out
+    (zip_path,) = (tmp_path / "dist").glob("chromastyle-blender-*.zip")
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert {"blender_manifest.toml", "__init__.py", "jobs.py", "client.py"} <= set(names)
+
+
+def test_kritarc_without_python_section(tmp_path):
+    rc = tmp_path / "kritarc"
+    install.enable_in_kritarc(rc)
+    assert rc.read_text() == "[python]\nenable_chromastyle=true\n"
+    install.enable_in_kritarc(rc)
+    assert rc.read_text().count("enable_chromastyle") == 1
