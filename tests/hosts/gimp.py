@@ -17,6 +17,20 @@ def gimp_root():
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def chroot_shell(root, env, command, rw=(), ro=(), x11=False):
+    """A shell line for `unshare --mount --propagation private sh -c`: mount what GIMP needs into
+    the root (``rw``/``ro`` folders at the same paths), then run ``command`` there with only ``env``."""
+    mounts = [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+    if x11:
+        mounts.append(f"mkdir -p {root}/tmp/.X11-unix && mount --bind /tmp/.X11-unix {root}/tmp/.X11-unix")
+    for p in dict.fromkeys(rw):
+        mounts.append(f"mkdir -p {root}{p} && mount --bind {p} {root}{p}")
+    for p in dict.fromkeys(ro):
+        mounts.append(f"mkdir -p {root}{p} && mount --bind {p} {root}{p} && mount -o remount,bind,ro {root}{p}")
+    inner = " ".join(f"{k}='{v}'" for k, v in env.items())
+    return " && ".join(mounts) + f" && chroot {root} env -i {inner} {command}"
+
+
 def run_gimp(root, workdir, script, params, env=None, timeout=300):
     """Run ``script`` (a file) in gimp-console-3.0 with ``params`` (JSON) as PARAMS.
 
@@ -30,16 +44,10 @@ def run_gimp(root, workdir, script, params, env=None, timeout=300):
     (workdir / "params.json").write_text(json.dumps(params))
     batch = f'PARAMS = "{workdir / "params.json"}"; exec(open("{script}").read())'
     python_home = Path(os.path.realpath(sys.executable)).parents[1]   # the interpreter's prefix
-    binds_ro = [REPO, python_home, Path(sys.prefix)]
     envs = {"PATH": "/usr/bin:/bin", "HOME": str(workdir / "home"), "LANG": "C.UTF-8",
             "GIMP3_DIRECTORY": str(profile), "XDG_CONFIG_HOME": str(workdir / "xdg"), **(env or {})}
-    mounts = [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev",
-              f"mkdir -p {root}{workdir} && mount --bind {workdir} {root}{workdir}"]
-    for p in dict.fromkeys(binds_ro):
-        mounts.append(f"mkdir -p {root}{p} && mount --bind {p} {root}{p} && mount -o remount,bind,ro {root}{p}")
-    inner = " ".join(f"{k}='{v}'" for k, v in envs.items())
-    cmd = " && ".join(mounts) + (f" && chroot {root} env -i {inner} gimp-console-3.0 -i -d -f "
-                                 f"--batch-interpreter=python-fu-eval -b '{batch}' --quit")
+    cmd = chroot_shell(root, envs, f"gimp-console-3.0 -i -d -f --batch-interpreter=python-fu-eval -b '{batch}' --quit",
+                       rw=[workdir], ro=[REPO, python_home, Path(sys.prefix)])
     (workdir / "home").mkdir(exist_ok=True)
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
                        capture_output=True, text=True, timeout=timeout)
@@ -66,11 +74,8 @@ def run_gimp_gui(root, workdir, script, params, env=None, timeout=180):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     envs = {"PATH": "/usr/bin:/bin", "HOME": str(workdir / "home"), "LANG": "C.UTF-8", "DISPLAY": ":78",
             "GIMP3_DIRECTORY": str(profile), "XDG_CONFIG_HOME": str(workdir / "xdg"), **(env or {})}
-    inner = " ".join(f"{k}='{v}'" for k, v in envs.items())
-    cmd = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-           f"mkdir -p {root}/tmp/.X11-unix {root}{workdir} && mount --bind /tmp/.X11-unix {root}/tmp/.X11-unix && "
-           f"mount --bind {workdir} {root}{workdir} && mkdir -p {root}{REPO} && mount --bind {REPO} {root}{REPO} && "
-           f"chroot {root} env -i {inner} gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval -b '{batch}'")
+    cmd = chroot_shell(root, envs, f"gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval -b '{batch}'",
+                       rw=[workdir], ro=[REPO], x11=True)
     gimp = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -20,7 +20,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from hosts.gimp import gimp_root  # noqa: E402
+from hosts.gimp import chroot_shell, gimp_root  # noqa: E402
 
 from chromastyle import install  # noqa: E402
 
@@ -75,12 +75,10 @@ proc.run(cfg)
     profile = work / "gimp-profile"
     profile.mkdir()
     (profile / "gimprc").write_text(f'(plug-in-path "${{gimp_plug_in_dir}}/plug-ins:{work / "plug-ins"}")\n')
-    inner = (f"PATH=/usr/bin:/bin HOME={work} LANG=C.UTF-8 DISPLAY=:77 GIMP3_DIRECTORY={profile} "
-             f"CHROMASTYLE_STATE_FILE={work}/state/worker.json")
-    cmd = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-           f"mkdir -p {root}/tmp/.X11-unix {root}{work} && mount --bind /tmp/.X11-unix {root}/tmp/.X11-unix && "
-           f"mount --bind {work} {root}{work} && chroot {root} env -i {inner} gimp-3.0 -n -d -f -s "
-           f"--batch-interpreter=python-fu-eval -b 'exec(open(\"{script}\").read())'")
+    envs = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8", "DISPLAY": ":77",
+            "GIMP3_DIRECTORY": str(profile), "CHROMASTYLE_STATE_FILE": f"{work}/state/worker.json"}
+    cmd = chroot_shell(root, envs, f"gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval "
+                       f"-b 'exec(open(\"{script}\").read())'", rw=[work], x11=True)
     gimp_proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
