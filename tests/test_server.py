@@ -154,7 +154,9 @@ def test_bad_requests_get_4xx_and_the_worker_lives(worker):
              encode_job({**ok_header, "options": {"model": "no-such-model"}}, b"\0" * 48),
              encode_job({**ok_header, "options": {"keep": "all"}}, b"\0" * 48),
              encode_job({**ok_header, "options": {"bogus": 1}}, b"\0" * 48),
-             encode_job({**ok_header, "width": -4}, b"")]
+             encode_job({**ok_header, "width": -4}, b""),
+             encode_job({**ok_header, "sequence": {"id": "a", "strength": "lots"}}, b"\0" * 48),
+             encode_job({**ok_header, "sequence": [1, 2]}, b"\0" * 48)]
     rng = np.random.default_rng(0)
     cases += [rng.bytes(int(rng.integers(1, 2000))) for _ in range(30)]
     for body in cases:

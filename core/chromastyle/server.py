@@ -203,13 +203,20 @@ def parse_job(body, max_pixels):
     except (UserError, TypeError) as e:
         raise HttpError(400, f"bad options: {e}") from None
     seq = header.get("sequence")
-    if seq is not None and not (isinstance(seq, dict) and isinstance(seq.get("id"), str) and len(seq["id"]) <= 128
-                                and 0 <= float(seq.get("strength", 0.7)) <= 1):
+    if seq is not None and not _valid_sequence(seq):
         raise HttpError(400, "sequence must be {\"id\": string, \"strength\": 0..1, \"reset\": bool}")
     header.update(width=w, height=h, channels=c, dtype=dtype)
     pixels = body[4 + n:4 + n + size]
     hints = body[4 + n + size:] if hints_size else None
     return header, options, pixels, hints
+
+
+def _valid_sequence(seq):
+    try:
+        return (isinstance(seq, dict) and isinstance(seq.get("id"), str) and len(seq["id"]) <= 128
+                and 0 <= float(seq.get("strength", 0.7)) <= 1)
+    except (TypeError, ValueError):
+        return False
 
 
 class Worker:
@@ -246,8 +253,10 @@ class Worker:
             if job.hints is not None:
                 rgba = np.frombuffer(job.hints, np.uint8).reshape(rgb.shape[0], rgb.shape[1], 4)
                 hints = hints_from_rgba(rgba)
-            opts = pipeline.Options.from_dict({**job.header.get("options", {}),
-                                               **({"model": self.model} if self.model and not job.header.get("options", {}).get("model") else {})})
+            options = dict(job.header.get("options") or {})
+            if self.model and not options.get("model"):
+                options["model"] = self.model   # the worker's model unless the job names one
+            opts = pipeline.Options.from_dict(options)
             opts.device = self.device if opts.device == "auto" else opts.device
             job.stage = "running model"
             started = time.perf_counter()
