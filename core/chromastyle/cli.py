@@ -1,5 +1,6 @@
 """The `chromastyle` command."""
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -178,7 +179,7 @@ def cmd_run(args):
 
     opts = options_from_args(args)
     if args.variations < 1:
-        raise UserError("--variations must be at least 1")
+        raise UsageError("--variations must be at least 1")
     model = pipeline.get_model(opts.model, opts.device)
     try:  # an unknown style is a usage error, found before any file is touched
         pipeline.style_vector(opts.styles, model.info.styles)
@@ -186,30 +187,24 @@ def cmd_run(args):
         raise UsageError(str(e)) from None
     outs = output_paths(args.inputs, args.output, args.variations)
     read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    failures, written = [], 0
-    bar = tqdm(total=len(args.inputs) * args.variations, unit="image", disable=len(outs) * args.variations < 2)
+    failures, written, total = [], 0, len(args.inputs) * args.variations
+    bar = tqdm(total=total, unit="image", disable=total < 2)
     for src, targets in zip(args.inputs, outs):
         try:
             picture = imaging.read_image(src, **read_opts)
             hints = imaging.hints_from_file(args.hints, picture.size) if args.hints else None
             for v, dst in enumerate(targets):
-                if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-                    raise UserError(f"refusing to overwrite the input {src}")
                 seed = opts.seed if args.variations == 1 else (opts.seed or 0) + v + 1
-                result = pipeline.run(picture, hints, options=pipeline.Options(
-                    **{**opts.__dict__, "seed": seed}))
-                imaging.write_image(dst, result, inputs=args.inputs)
+                result = pipeline.run(picture, hints, options=dataclasses.replace(opts, seed=seed))
+                imaging.write_image(dst, result, inputs=args.inputs)   # refuses to overwrite an input
                 written += 1
                 bar.update()
-                if len(outs) * args.variations == 1:
-                    print(f"wrote {dst}")
         except UserError as e:
             failures.append((src, str(e)))
             if len(args.inputs) == 1:
                 raise
     bar.close()
-    if len(outs) * args.variations > 1:
-        print(f"wrote {written} image(s) to {args.output}")
+    print(f"wrote {targets[0]}" if total == 1 else f"wrote {written} image(s) to {args.output}")
     for src, why in failures:
         print(f"chromastyle: failed: {src}: {why}", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
