@@ -207,6 +207,14 @@ def run_layer(c, target, source, rect, fmt, dtype, options, hint_layer, index, t
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         out = c.run(pixels, w, h, 4, dtype, options, hints, progress=progress)
+    except BaseException:
+        # a cancelled progress bar makes GIMP's calls fail: take the worker's job down with us
+        if c.current_job:
+            try:
+                c.cancel(c.current_job)
+            except client_lib.WorkerError:
+                pass
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     shadow = target.get_shadow_buffer()
