@@ -276,3 +276,18 @@ def test_sequences_are_stabilized_like_batch_and_linear_input_is_converted(worke
     out = client.run(linear.tobytes(), 96, 60, 3, "float32", opts, colorspace="linear")
     expected = srgb_to_linear(pipeline.run(linear_to_srgb(np.clip(linear, 0, 1)), **opts))
     assert np.allclose(np.frombuffer(out, np.float32).reshape(60, 96, 3), expected, atol=1e-5)
+
+
+def test_client_is_stdlib_only_and_python_3_10():
+    import ast
+    from pathlib import Path
+
+    import chromastyle.client as client_module
+
+    source = Path(client_module.__file__).read_text()
+    tree = ast.parse(source, feature_version=(3, 10))   # Krita's bundled Python is 3.10
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        for name in names:
+            assert name.split(".")[0] in sys.stdlib_module_names, name
