@@ -1,7 +1,12 @@
+import ast
 import json
+import sys
 import zipfile
 
+import pytest
+
 from chromastyle import cli, install
+from conftest import ROOT
 
 
 def test_install_and_uninstall_each_host(tmp_path, monkeypatch, capsys):
@@ -40,3 +45,18 @@ def test_kritarc_without_python_section(tmp_path):
     assert rc.read_text() == "[python]\nenable_chromastyle=true\n"
     install.enable_in_kritarc(rc)
     assert rc.read_text().count("enable_chromastyle") == 1
+
+
+@pytest.mark.parametrize("host, allowed", [("gimp", {"gi", "chromastyle_client"}),
+                                           ("krita", {"krita", "PyQt5", "PyQt6"}),
+                                           ("blender", {"bpy"})])
+def test_adapters_use_only_the_standard_library_and_their_host(host, allowed):
+    """No numpy, onnxruntime or torch inside the hosts: the worker does the work."""
+    files = list((ROOT / "plugins" / host).rglob("*.py"))
+    assert files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), feature_version=(3, 10))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                assert name.split(".")[0] in allowed | set(sys.stdlib_module_names), (path.name, name)
