@@ -20,7 +20,6 @@ scene.cycles.samples = 32
 scene.cycles.device = "CPU"
 scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 320, 240, 100
 bpy.ops.render.render()
-scene.chromastyle.style = "starry_night"
 bpy.ops.chromastyle.refresh_styles()
 scene.chromastyle.style = "starry_night"
 assert bpy.ops.chromastyle.stylize_render() == {"FINISHED"}
