@@ -96,9 +96,10 @@ def test_round_trip_equals_in_process(worker, dtype, channels):
         assert np.array_equal(got[..., 3], arr[..., -1])  # alpha untouched
 
 
-def big_job(client, options=None):
-    arr = np.full((1000, 1100, 3), 128, np.uint8)
-    return client.submit(arr.tobytes(), 1100, 1000, 3, "uint8", {"tile": 160, "overlap": 16, **(options or {})})
+def big_job(client, options=None, size=(1000, 1100)):
+    h, w = size
+    arr = np.full((h, w, 3), 128, np.uint8)
+    return client.submit(arr.tobytes(), w, h, 3, "uint8", {"tile": 160, "overlap": 16, **(options or {})})
 
 
 def test_progress_is_monotonic_and_cancel_mid_job(worker):
@@ -108,7 +109,7 @@ def test_progress_is_monotonic_and_cancel_mid_job(worker):
     arr = np.full((500, 600, 3), 90, np.uint8)
     client.run(arr.tobytes(), 600, 500, options={"tile": 128, "overlap": 16}, progress=lambda p, s: seen.append(p), poll=0.01)
     assert seen == sorted(seen) and len(set(seen)) > 3
-    job = big_job(client)
+    job = big_job(client, {"tile": 128}, size=(1700, 1700))
     while client.status(job)["progress"] <= 0:
         time.sleep(0.02)
     client.cancel(job)
@@ -220,10 +221,10 @@ def test_worker_restarted_while_a_client_waits(tmp_path):
 
 def test_abandoned_jobs_are_cancelled(tmp_path):
     state_file = tmp_path / "l" / "worker.json"
-    proc, state = start_worker(state_file, "--job-lease", "0.5")
+    proc, state = start_worker(state_file, "--job-lease", "0.3")
     try:
         client = Client(state_file, autostart=False)
-        job = big_job(client)
+        job = big_job(client, {"tile": 128}, size=(1700, 1700))   # several seconds of work
         time.sleep(3.0)
         assert client.status(job)["state"] == "cancelled"
         assert healthy(state)
