@@ -50,6 +50,9 @@ def test_batch_resume_failures_and_exit_codes(tmp_path, capsys):
     assert "1 written, 3 already done, 0 failed" in capsys.readouterr().out
     assert (out / "frame_1.png").stat().st_mtime_ns == stamp
     assert not list(out.glob("*.part"))
+    # --max-pixels reaches the frames: all refused, each named
+    assert cli.main(["batch", str(tmp_path / "in"), "-o", str(tmp_path / "small"), "--max-pixels", "100"]) == 1
+    assert "above the limit" in capsys.readouterr().err
 
 
 def test_parallel_workers_give_identical_outputs(tmp_path):

@@ -96,22 +96,21 @@ class Report:
     seconds: float = 0.0
 
 
-_worker_options = None
+_worker = {}   # in each worker process: the options and the pixel limit of the batch
 
 
-def _init_worker(options, threads):
+def _init_worker(options, threads, max_pixels=None):
     """In each worker process: one model, a fixed thread count (same results as in-process)."""
-    global _worker_options
     if threads:
         os.environ["CHROMASTYLE_THREADS"] = str(threads)
-    _worker_options = options
+    _worker.update(options=options, max_pixels=max_pixels or imaging.DEFAULT_MAX_PIXELS)
     pipeline.get_model(options.model, options.device)
 
 
-def infer_file(path, options=None, max_pixels=imaging.DEFAULT_MAX_PIXELS):
+def infer_file(path):
     """Read and run one file -> (Picture of the input, raw model output) or raises UserError."""
-    picture = imaging.read_image(path, max_pixels)
-    return picture, pipeline.run(picture.rgb, options=options or _worker_options)
+    picture = imaging.read_image(path, _worker["max_pixels"])
+    return picture, pipeline.run(picture.rgb, options=_worker["options"])
 
 
 def _infer_safe(path):
@@ -136,7 +135,7 @@ def process_frames(frames, options, stabilize=False, strength=0.7, progress=None
 
 
 def run_batch(inputs, out_dir, options, workers=1, resume=False, stabilize=False, strength=0.7,
-              backend="local", ray_address=None, progress=None):
+              backend="local", ray_address=None, progress=None, max_pixels=None):
     """Process files in order; outputs are written atomically, so a crash loses at most the frames
     in flight and --resume skips what is finished."""
     started = time.perf_counter()
@@ -157,7 +156,7 @@ def run_batch(inputs, out_dir, options, workers=1, resume=False, stabilize=False
     stab = Stabilizer(strength) if stabilize else None
     if stab and todo and report.skipped:
         _prime_stabilizer(stab, inputs, todo[0], out_dir)
-    results = _results(todo, options, workers, backend, ray_address)
+    results = _results(todo, options, workers, backend, ray_address, max_pixels)
     for i, (src, result, error) in enumerate(results):
         if error is None:
             picture, raw = result
@@ -191,14 +190,14 @@ def _prime_stabilizer(stab, inputs, first_todo, out_dir):
         stab.reset()
 
 
-def _results(todo, options, workers, backend, ray_address):
+def _results(todo, options, workers, backend, ray_address, max_pixels):
     """(path, (picture, raw) | None, error | None) in input order."""
     if backend == "ray":
-        yield from _ray_results(todo, options, workers, ray_address)
+        yield from _ray_results(todo, options, workers, ray_address, max_pixels)
         return
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
-        _init_worker(options, 0)
+        _init_worker(options, 0, max_pixels)
         for path in todo:
             yield _infer_safe(path)
         return
@@ -206,12 +205,12 @@ def _results(todo, options, workers, backend, ray_address):
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(options, threads)) as pool:
+                             initargs=(options, threads, max_pixels)) as pool:
         # map keeps the order; chunksize 1 keeps at most ~workers frames in flight per worker
         yield from pool.map(_infer_safe, todo, chunksize=1)
 
 
-def _ray_results(todo, options, workers, address):
+def _ray_results(todo, options, workers, address, max_pixels):
     try:
         import ray
     except ImportError:
@@ -225,7 +224,7 @@ def _ray_results(todo, options, workers, address):
         """Holds the model; one per CPU (or GPU) slot."""
 
         def __init__(self, options):
-            _init_worker(options, 1)
+            _init_worker(options, 1, max_pixels)
 
         def run(self, path):
             return _infer_safe(path)

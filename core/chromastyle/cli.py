@@ -233,7 +233,7 @@ def cmd_batch(args):
         bar.refresh()
     report = batch.run_batch(inputs, args.output, opts, workers=args.workers, resume=args.resume,
                              stabilize=args.stabilize, strength=args.stabilize_strength, backend=args.backend,
-                             ray_address=args.ray_address, progress=progress)
+                             ray_address=args.ray_address, progress=progress, max_pixels=args.max_pixels)
     bar.close()
     print(f"{len(report.done)} written, {len(report.skipped)} already done, {len(report.failed)} failed "
           f"in {report.seconds:.1f} s -> {args.output}")
