@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import imaging, pipeline
+from .metrics import warp
 from .errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
@@ -63,22 +64,13 @@ class Stabilizer:
         gray = lambda x: np.round(np.clip(x, 0, 1).mean(-1) * 255).astype(np.uint8)  # noqa: E731
         return self.dis.calc(gray(a), gray(b), None)
 
-    def warp(self, img, flow):
-        h, w = flow.shape[:2]
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        mx, my = gx + flow[..., 0], gy + flow[..., 1]
-        warped = self.cv2.remap(img.astype(np.float32), mx, my, self.cv2.INTER_LINEAR,
-                                borderMode=self.cv2.BORDER_REPLICATE)
-        inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-        return warped, inside
-
     def __call__(self, frame_in, raw_out):
         if self.prev_in is None or self.prev_in.shape != frame_in.shape:
             out = raw_out
         else:
             flow = self.flow(frame_in, self.prev_in)
-            warped_out, inside = self.warp(self.prev_out, flow)
-            warped_in, _ = self.warp(self.prev_in, flow)
+            warped_out, inside = warp(self.prev_out, flow)
+            warped_in, _ = warp(self.prev_in, flow)
             trust = inside & (np.abs(warped_in - frame_in).max(-1) < self.tolerance)
             alpha = self.cv2.GaussianBlur(trust.astype(np.float32), (5, 5), 0)[..., None] * self.strength
             out = alpha * warped_out + (1 - alpha) * raw_out

@@ -226,7 +226,7 @@ def tile_spans(length, tile, overlap, multiple):
     return [(int(s), int(s) + size) for s in starts]
 
 
-def feather(length, start, stop, total, overlap):
+def feather(start, stop, total, overlap):
     """1-D blending weights of one tile: linear ramps where it overlaps its neighbours."""
     w = np.ones(stop - start, np.float32)
     ramp = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
@@ -266,11 +266,11 @@ def run_tiled(fn, channels, out_channels, tile, overlap, multiple, circular=Fals
     weight = np.zeros((1, ph, pw), np.float32)
     done, total = 0, len(ys) * len(xs)
     for y0, y1 in ys:
-        wy = feather(ph, y0, y1, ph, overlap)
+        wy = feather(y0, y1, ph, overlap)
         for x0, x1 in xs:
             if cancel is not None and cancel():
                 raise Cancelled()
-            wt = (wy[:, None] * feather(pw, x0, x1, pw, overlap)[None, :])[None]
+            wt = (wy[:, None] * feather(x0, x1, pw, overlap)[None, :])[None]
             out[:, y0:y1, x0:x1] += fn(canvas[:, y0:y1, x0:x1]) * wt
             weight[:, y0:y1, x0:x1] += wt
             done += 1

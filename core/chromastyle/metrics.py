@@ -116,13 +116,13 @@ def warping_error(frames, flows_back, occlusion=None):
 
 
 def warp(img, flow):
-    """Bilinear backward warp of H×W×C ``img`` by ``flow`` (x, y); returns (warped, valid)."""
-    h, w = img.shape[:2]
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
-    x, y = gx + flow[..., 0], gy + flow[..., 1]
-    valid = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    x0, y0 = np.clip(np.floor(x).astype(int), 0, w - 2), np.clip(np.floor(y).astype(int), 0, h - 2)
-    fx, fy = np.clip(x - x0, 0, 1)[..., None], np.clip(y - y0, 0, 1)[..., None]
-    out = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x0 + 1] * fx * (1 - fy)
-           + img[y0 + 1, x0] * (1 - fx) * fy + img[y0 + 1, x0 + 1] * fx * fy)
-    return out, valid
+    """Bilinear backward warp of H×W×C ``img`` by ``flow`` (x, y); returns (warped, valid), valid
+    where the flow points inside the image. Used by the metric and by the batch stabilizer."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + flow[..., 0].astype(np.float32), gy + flow[..., 1].astype(np.float32)
+    warped = cv2.remap(np.asarray(img, np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+    return warped, valid
