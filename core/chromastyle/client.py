@@ -211,7 +211,12 @@ class Client:
             progress=None, should_cancel=None, poll=0.25, restarts=2, colorspace="srgb", sequence=None):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
-        job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace, sequence)
+        def submit():
+            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace,
+                                           sequence)
+            return self.current_job
+
+        job = submit()
         while True:
             if should_cancel and should_cancel():
                 self.cancel(job)
@@ -223,7 +228,12 @@ class Client:
                     raise
                 restarts -= 1
                 self._reconnect()
-                job = self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace, sequence)
+                def submit():
+            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace,
+                                           sequence)
+            return self.current_job
+
+        job = submit()
                 continue
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))
