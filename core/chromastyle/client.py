@@ -228,12 +228,7 @@ class Client:
                     raise
                 restarts -= 1
                 self._reconnect()
-                def submit():
-            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace,
-                                           sequence)
-            return self.current_job
-
-        job = submit()
+                job = submit()
                 continue
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))
