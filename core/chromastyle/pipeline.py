@@ -21,6 +21,7 @@ class Options:
     styles: str = "natural"       # "starry_night:0.7,great_wave:0.3"; strength defaults to 1
     keep: str = "none"            # none | luminance | colors
     tileable: bool = False
+    stroke_scale: float = 1.0     # size of a style's strokes relative to the picture (0.25..4)
     seed: int | None = None       # None: the canonical result (z = 0); else a variation
     model: str | None = None      # registry name or a .onnx/.pt path; None: the default model
     device: str = "auto"
@@ -42,6 +43,8 @@ class Options:
             raise UserError(f"keep must be one of {', '.join(KEEP_MODES)}, not '{self.keep}'")
         if not 128 <= int(self.tile) <= 8192 or not 0 <= int(self.overlap) < int(self.tile) // 2:
             raise UserError("tile must be 128..8192 and overlap below half the tile")
+        if not isinstance(self.stroke_scale, (int, float)) or not 0.25 <= self.stroke_scale <= 4:
+            raise UserError("stroke_scale must be a number from 0.25 to 4")
         if self.seed is not None and not isinstance(self.seed, int):
             raise UserError("seed must be an integer")
         parse_styles(self.styles)
