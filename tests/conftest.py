@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_MODEL = ROOT / "models" / "chromastyle-small" / "model.onnx"
+SHIPPED_MODEL = ROOT / "models" / "chromastyle-vgg16" / "color.onnx"
 SAMPLE = ROOT / "core" / "chromastyle" / "samples" / "astronaut_gray.png"
 
 
@@ -20,24 +20,32 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     yield home
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A real, randomly initialised ONNX model of the contract, for plumbing tests."""
-    torch = pytest.importorskip("torch")
+def make_tiny_model(folder, styles=("natural", "alpha", "beta")):
+    """A real, randomly initialised model of the contract (both graphs, small random encoder), for
+    plumbing tests. Returns the path of its main file."""
+    import torch
+
     from chromastyle.train.export import export
-    from chromastyle.train.nets import Generator, GeneratorArgs
+    from chromastyle.train.loop import save_checkpoint
+    from chromastyle.train.nets import ColorArgs, ColorDecoder, StyleArgs, StyleNet, as_dict
 
     torch.manual_seed(0)
-    args = GeneratorArgs(styles=["natural", "alpha", "beta"], widths=(8, 8, 16, 16), res_blocks=2)
-    net = Generator(args)
+    color_args = ColorArgs(pretrained=False, encoder_width=8, width8=16, width4=16, blocks8=1, blocks4=1)
+    style_args = StyleArgs(styles=list(styles), widths=(8, 8, 16), res_blocks=1)
+    decoder, style = ColorDecoder(color_args), StyleNet(style_args)
     with torch.no_grad():  # zero-initialised layers would make style and z ineffective
-        for name, p in net.named_parameters():
-            if "film" in name or "head_lum" in name or "head_ab" in name:
-                p.normal_(0, 0.2)
-    folder = tmp_path_factory.mktemp("tiny")
-    ckpt = folder / "tiny.pt"
-    torch.save({"generator_args": args.to_dict(), "generator": net.state_dict(), "step": 0}, ckpt)
-    return export(ckpt, folder / "tiny.onnx")
+        for name, p in [*decoder.named_parameters(), *style.named_parameters()]:
+            if "film" in name or "out." in name or "gamma" in name or "beta" in name:
+                p.normal_(0, 0.3)
+    save_checkpoint({"kind": "color", "args": as_dict(color_args), "net": decoder.state_dict()}, folder / "color.pt")
+    save_checkpoint({"kind": "style", "args": as_dict(style_args), "net": style.state_dict()}, folder / "style.pt")
+    return export(folder / "color.pt", folder / "style.pt", folder / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("torch")
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

@@ -138,24 +138,12 @@ def test_write_is_atomic_and_never_overwrites_input(tmp_path):
     assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o666 & ~imaging._UMASK   # not mkstemp's 0600
 
 
-def test_tiled_identity_and_padding():
-    rng = np.random.default_rng(3)
-    img = rng.random((3, 333, 517)).astype(np.float32)
-    calls = []
-
-    def fn(tile):
-        assert tile.shape[1] % 8 == 0 and tile.shape[2] % 8 == 0
-        calls.append(tile.shape)
-        return tile
-
-    out = imaging.run_tiled(fn, img, 3, tile=200, overlap=32, multiple=8)
-    assert len(calls) > 4
-    assert np.allclose(out, img, atol=1e-5)
-    out = imaging.run_tiled(fn, img, 3, tile=1024, overlap=32, multiple=8)
-    assert np.allclose(out, img, atol=1e-6)
+def test_padding_mirrors_or_wraps():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert np.array_equal(imaging.pad_hwc(img, 2)[2:5, 2:6], img)
+    assert np.array_equal(imaging.pad_hwc(img, 1)[0, 1:5], img[0])           # mirrored
+    assert np.array_equal(imaging.pad_hwc(img, 1, circular=True)[0, 1:5], img[-1])   # wrapped
+    rgb = np.zeros((5, 6, 3), np.float32)
+    assert imaging.pad_hwc(rgb, 3).shape == (11, 12, 3)
 
 
-def test_tiled_cancel():
-    img = np.zeros((3, 400, 400), np.float32)
-    with pytest.raises(imaging.Cancelled):
-        imaging.run_tiled(lambda t: t, img, 3, 128, 16, 8, cancel=lambda: True)

@@ -3,6 +3,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from chromastyle import cli, metrics as M
+from chromastyle.guided import guided_upsample, levin_propagate
 from chromastyle.color import lab_to_rgb, rgb_to_lab
 from conftest import photo
 
@@ -34,17 +35,17 @@ def test_levin_propagates_hints_along_edges():
     hints = np.zeros((40, 40, 2))
     hints[20, 5] = (40, 10)
     hints[20, 35] = (-30, 50)
-    ab = M.levin_colorize(L, hints, mask)
+    ab = levin_propagate(L, hints, mask)
     assert np.allclose(ab[:, :18], (40, 10), atol=2)
     assert np.allclose(ab[:, 22:], (-30, 50), atol=2)
-    assert np.allclose(M.levin_colorize(L, hints, np.zeros_like(mask)), 0)
+    assert np.allclose(levin_propagate(L, hints, np.zeros_like(mask)), 0)
 
 
 def test_levin_beats_gray_on_a_photo():
     img = photo(size=(96, 96)).astype(np.float64)
     lab = rgb_to_lab(img)
     hints, mask = M.sample_hint_patches(np.random.default_rng(0), lab[..., 1:], 30)
-    ab = M.levin_colorize(lab[..., 0], hints[..., :2] * 110, mask)
+    ab = levin_propagate(lab[..., 0], hints[..., :2] * 110, mask)
     out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)
     gray = M.with_luminance(np.repeat(img.mean(-1, keepdims=True), 3, -1), lab[..., 0])
     assert M.psnr(M.to_uint8(out), M.to_uint8(img)) > M.psnr(M.to_uint8(gray), M.to_uint8(img)) + 1
@@ -73,3 +74,19 @@ def test_eval_command_prints_the_tables(tiny_model, tmp_path, capsys):
     assert "Levin et al. 2004" in out and "| hints | 0 | 1 | 2 | 5 | 10 | 20 | 50 | 100 |" in out
     assert "z = 0 bit-identical: True" in out
     assert Image.open(sheet).size == (128 * 5, 128)  # photo, gray, natural, alpha, beta
+
+
+def test_guided_upsampling_puts_chroma_edges_on_luminance_edges():
+    """A chroma field known at 1/4 resolution comes back at full size with its edge where the
+    full-resolution luminance has it, not smeared over the low resolution's cells."""
+    import cv2
+
+    L = np.full((64, 64), 0.3, np.float32)
+    L[:, 29:] = 0.8                                  # an edge that falls inside a 4-pixel cell
+    ab = np.where(L[..., None] > 0.5, 0.4, -0.4).astype(np.float32) * np.ones(2, np.float32)
+    L_low = cv2.resize(L, (16, 16), interpolation=cv2.INTER_AREA)
+    ab_low = cv2.resize(ab, (16, 16), interpolation=cv2.INTER_AREA)
+    up = guided_upsample(L, L_low, ab_low)
+    bilinear = cv2.resize(ab_low, (64, 64), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(up - ab).mean() < 0.3 * np.abs(bilinear - ab).mean()
+    assert np.abs(up[:, :24] + 0.4).max() < 0.05 and np.abs(up[:, 34:] - 0.4).max() < 0.05

@@ -27,10 +27,11 @@ def add_run_options(p):
     keep.add_argument("--keep-luminance", action="store_true", help="keep the input's lightness (pure colorization)")
     keep.add_argument("--keep-colors", action="store_true", help="keep the input's colours (stylize lightness only)")
     p.add_argument("--tileable", action="store_true", help="wrap around edges so textures still tile")
+    p.add_argument("--stroke-scale", type=float, default=1.0,
+                   help="size of a style's strokes relative to the picture, 0.25..4 (default 1)")
     p.add_argument("--seed", type=int, help="variation seed (default: the canonical result)")
-    p.add_argument("--model", help="registry name or a .onnx/.pt file (default: the default model)")
+    p.add_argument("--model", help="registry name or a model's color.onnx (default: the default model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | rocm | directml | coreml")
-    p.add_argument("--tile", type=int, default=1024, help="tile size in pixels (memory bound)")
     p.add_argument("--max-pixels", type=int, help="refuse larger images (decompression-bomb guard)")
 
 
@@ -39,7 +40,7 @@ def options_from_args(args):
 
     keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
     opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
-                   model=args.model, device=args.device, tile=args.tile)
+                   model=args.model, device=args.device, stroke_scale=args.stroke_scale)
     try:
         opts.check()
     except UserError as e:
@@ -90,24 +91,27 @@ def build_parser():
 
     sub.add_parser("info", help="versions, providers, cache dir, default model")
 
-    t = sub.add_parser("train", help="train the GAN (needs chromastyle[train])")
-    t.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "gpu"])
-    t.add_argument("--resume", type=Path)
+    t = sub.add_parser("train", help="train the colour or the style network (needs chromastyle[train])")
+    t.add_argument("part", nargs="?", choices=["color", "style"], help="what to train (not with --resume)")
+    t.add_argument("--resume", type=Path, help="a checkpoint to continue, with its own config")
     t.add_argument("--data", help="folder with train/ and styles/")
     t.add_argument("--out", help="run folder (checkpoints, log)")
     t.add_argument("--steps", type=int)
-    t.add_argument("--device", default=None)
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.add_argument("--random-encoder", action="store_true",
+                   help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
                    help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
 
-    e = sub.add_parser("export", help="checkpoint -> ONNX model")
-    e.add_argument("checkpoint", type=Path)
-    e.add_argument("-o", "--output", required=True, type=Path)
-    prec = e.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true")
-    prec.add_argument("--int8", action="store_true")
+    e = sub.add_parser("export", help="checkpoints -> a model folder (color.onnx + style.onnx)")
+    e.add_argument("color", type=Path, help="colour decoder checkpoint")
+    e.add_argument("style", type=Path, help="style network checkpoint")
+    e.add_argument("-o", "--output", required=True, type=Path, help="model folder")
+    e.add_argument("--fp32", action="store_true", help="keep float32 weights (default: stored as float16)")
+    e.add_argument("--temperature", type=float, help="annealed-mean temperature of the colour decoding")
+    e.add_argument("--class-mix", type=float, help="share of the class decoding vs the regression head")
     e.add_argument("--register", type=Path, metavar="REGISTRY",
-                   help="update the file's sha256 and size in this registry.toml")
+                   help="update the files' sha256 and size in this registry.toml")
 
     ev = sub.add_parser("eval", help="hint sweep, style and diversity tables + a sample sheet")
     ev.add_argument("model")
@@ -315,9 +319,12 @@ def cmd_train(args):
         size = make_pack(args.data or default_data_dir(), args.make_pack)
         print(f"wrote {args.make_pack} ({size / 2 ** 20:.1f} MiB)")
         return
-    path = train(args.preset, resume=args.resume, data=args.data, out=args.out, steps=args.steps,
-                 device=args.device)
-    print(f"checkpoint: {path}")
+    if not args.resume and not args.part:
+        raise UsageError("say what to train (color or style), or --resume a checkpoint")
+    overrides = dict(data=args.data, out=args.out, steps=args.steps, threads=args.threads)
+    if args.random_encoder:
+        overrides["pretrained"] = False
+    print(f"checkpoint: {train(args.part, resume=args.resume, **overrides)}")
 
 
 def cmd_export(args):
@@ -325,9 +332,11 @@ def cmd_export(args):
         from .train.export import export
     except ImportError:
         raise UserError("export needs PyTorch: pip install 'chromastyle[train]'") from None
-    if not args.checkpoint.is_file():
-        raise UserError(f"checkpoint {args.checkpoint} does not exist")
-    print(f"wrote {export(args.checkpoint, args.output, fp16=args.fp16, int8=args.int8)}")
+    for ckpt in (args.color, args.style):
+        if not ckpt.is_file():
+            raise UserError(f"checkpoint {ckpt} does not exist")
+    decoding = {k: v for k, v in (("temperature", args.temperature), ("class_mix", args.class_mix)) if v is not None}
+    print(f"wrote {export(args.color, args.style, args.output, fp16=not args.fp32, **decoding)}")
     if args.register:
         from .train.export import register
         register(args.output, args.register)

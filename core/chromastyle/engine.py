@@ -1,17 +1,19 @@
-"""Run a model of the chromastyle contract: ONNX Runtime, or PyTorch for training checkpoints."""
+"""Run a model of the chromastyle contract (version 2) with ONNX Runtime.
+
+A model is two ONNX graphs in one folder: the colour graph (the main file, which carries the
+model's metadata) and the style graph it names. See docs/design.md, "The model contract".
+"""
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ModelError, UserError
 
 log = logging.getLogger(__name__)
 
-CONTRACT = "1"
+CONTRACT = "2"
 # Preference order when several are available (DESIGN.md).
 PROVIDER_ORDER = ["CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
                   "CoreMLExecutionProvider", "CPUExecutionProvider"]
@@ -36,89 +38,82 @@ def choose_providers(device="auto", available=None):
 @dataclass
 class ModelInfo:
     styles: list
-    multiple: int
     z_dim: int
+    color_size: int          # long side of the colour graph's working picture
+    stroke_size: int         # long side of the style graph's working picture at stroke scale 1
+    color_multiple: int = 8  # working sizes must be multiples of these
+    style_multiple: int = 4
     path: str = ""
     providers: list = field(default_factory=list)
-    notice: str = ""   # e.g. "CUDA was asked for, but CPU runs: …"
+    notice: str = ""         # e.g. "CUDA was asked for, but CPU runs: …"
 
 
 def parse_metadata(meta, path):
-    if meta.get("chromastyle.contract") != CONTRACT:
-        raise ModelError(f"{path} is not a chromastyle model of contract {CONTRACT} "
-                         f"(it says {meta.get('chromastyle.contract')!r}); use a model made for "
-                         "this version or update chromastyle")
+    if meta.get("chromastyle.contract") != CONTRACT or meta.get("chromastyle.role") != "color":
+        raise ModelError(f"{path} is not the main file of a chromastyle model of contract {CONTRACT} "
+                         f"(it says contract {meta.get('chromastyle.contract')!r}, role "
+                         f"{meta.get('chromastyle.role')!r}); use a model made for this version or "
+                         "update chromastyle")
     try:
-        return ModelInfo(styles=json.loads(meta["chromastyle.styles"]),
-                         multiple=int(meta["chromastyle.multiple"]), z_dim=int(meta["chromastyle.z_dim"]),
-                         path=str(path))
-    except (KeyError, ValueError) as e:
+        info = ModelInfo(styles=json.loads(meta["chromastyle.styles"]), z_dim=int(meta["chromastyle.z_dim"]),
+                         color_size=int(meta["chromastyle.color_size"]),
+                         stroke_size=int(meta["chromastyle.stroke_size"]),
+                         color_multiple=int(meta["chromastyle.color_multiple"]),
+                         style_multiple=int(meta["chromastyle.style_multiple"]), path=str(path))
+        graphs = json.loads(meta["chromastyle.graphs"])
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} has broken chromastyle metadata ({e}); re-export or re-download it") from None
+    return info, graphs
 
 
-class OnnxModel:
-    """An ONNX Runtime session and the contract metadata read from the file."""
+def _session(path, providers, threads):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; run `chromastyle models pull`")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/… types
+        raise ModelError(f"cannot load the model {path}: {e}; the file may be corrupt — "
+                         "run `chromastyle models verify --fix`") from None
+
+
+class Model:
+    """The two sessions of a model and its metadata. The style graph is loaded on first use: a
+    run that only colorizes never pays for it."""
 
     def __init__(self, path, device="auto", threads=0):
-        import onnxruntime as ort
-
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist; run `chromastyle models pull`")
-        opts = ort.SessionOptions()
-        threads = threads or int(os.environ.get("CHROMASTYLE_THREADS", "0") or 0)
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        wanted = choose_providers(device)
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=wanted)
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/… types
-            raise ModelError(f"cannot load the model {path}: {e}; the file may be corrupt — "
-                             "run `chromastyle models verify --fix`") from None
-        self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, path)
-        self.info.providers = self.session.get_providers()
-        if wanted[0] not in self.info.providers:
-            self.info.notice = (f"{wanted[0].replace('ExecutionProvider', '')} was asked for, but "
+        self.threads = threads or int(os.environ.get("CHROMASTYLE_THREADS", "0") or 0)
+        self.providers = choose_providers(device)
+        self.color = _session(path, self.providers, self.threads)
+        self.info, graphs = parse_metadata(self.color.get_modelmeta().custom_metadata_map, path)
+        self.style_path = path.parent / Path(graphs.get("style", "")).name
+        if not self.style_path.is_file():
+            raise ModelError(f"{path} names a style graph {self.style_path.name} that is missing next "
+                             "to it; run `chromastyle models verify --fix`")
+        self._style = None
+        self.info.providers = self.color.get_providers()
+        if self.providers[0] not in self.info.providers:
+            self.info.notice = (f"{self.providers[0].replace('ExecutionProvider', '')} was asked for, but "
                                 f"{self.info.providers[0].replace('ExecutionProvider', '')} runs "
                                 "(install chromastyle[gpu] and the GPU drivers to use it)")
             log.warning(self.info.notice)
 
-    def run(self, L, hints, style, z):
-        return self.session.run(["rgb"], {"L": L, "hints": hints, "style": style, "z": z})[0]
+    def colorize(self, L, hints, z):
+        """L [N,1,h,w], hints [N,3,h,w], z [N,Z] -> ab/110 [N,2,h,w]."""
+        return self.color.run(["ab"], {"L": L, "hints": hints, "z": z})[0]
 
-
-class TorchModel:
-    """A training checkpoint run by PyTorch with the same contract (needs chromastyle[train])."""
-
-    def __init__(self, path, device="auto"):
-        try:
-            import torch
-            from .train.nets import Generator, GeneratorArgs
-        except ImportError:
-            raise UserError("running a .pt checkpoint needs PyTorch: pip install 'chromastyle[train]'") from None
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            from .train.loop import load_checkpoint
-            ck = load_checkpoint(path, device)
-            args = GeneratorArgs(**ck["generator_args"])
-        except Exception as e:
-            raise ModelError(f"cannot load the checkpoint {path}: {e}") from None
-        self.torch, self.device = torch, device
-        self.net = Generator(args).to(device).eval()
-        self.net.load_state_dict(ck["generator"])
-        self.info = ModelInfo(styles=list(args.styles), multiple=self.net.multiple,
-                              z_dim=args.z_dim, path=str(path), providers=[f"torch:{device}"])
-
-    def run(self, L, hints, style, z):
-        t = lambda a: self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
-        with self.torch.no_grad():
-            return self.net(t(L), t(hints), t(style), t(z)).float().cpu().numpy()
+    def stylize(self, rgb, style):
+        """sRGB [N,3,h,w], style weights [N,S] -> stylized sRGB [N,3,h,w]."""
+        if self._style is None:
+            self._style = _session(self.style_path, self.providers, self.threads)
+        return self._style.run(["rgb"], {"image": rgb, "style": style})[0]
 
 
 def load_model(path, device="auto"):
-    path = Path(path)
-    if path.suffix == ".pt":
-        return TorchModel(path, device)
-    return OnnxModel(path, device)
+    return Model(path, device)

@@ -1,5 +1,5 @@
 """`chromastyle eval`: the hint sweep (Zhang et al. 2017 protocol) against gray and Levin et al.
-2004, colorfulness, style structure/distance, diversity, and a sample sheet."""
+2004, colorfulness, the VGG16 style scores, diversity, and a sample sheet."""
 import json
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from . import metrics as M
 from . import pipeline
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import UserError
+from .guided import levin_propagate
 
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100)
 SIZE = 256
@@ -48,7 +49,7 @@ def hint_sweep(model, photos, counts=HINT_COUNTS, seed=0):
             rows["model"][c].append(M.psnr(M.to_uint8(out), gt8))
             rows["ssim"][c].append(M.ssim(out.mean(-1), rgb.mean(-1)))
             rows["colorfulness"][c].append(M.colorfulness(out))
-            ab = M.levin_colorize(lab[..., 0], hints[..., :2] * 110, mask)
+            ab = levin_propagate(lab[..., 0], hints[..., :2] * 110, mask)
             levin = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)
             rows["levin"][c].append(M.psnr(M.to_uint8(levin), gt8))
             rows["gray"][c].append(M.psnr(M.to_uint8(gray), gt8))
@@ -63,36 +64,71 @@ def _gray_input(lab):
     return np.clip(lab_to_rgb(gray_lab), 0, 1).astype(np.float32)
 
 
-def style_table(model, photos, paintings_dir, styles):
-    """Per style: SSIM of output vs input lightness (content kept) and the random-feature Gram
-    distance to the painting, as a ratio of the input photo's own distance (lower = closer)."""
-    import torch
+class StyleScorer:
+    """The style scores, with the pretrained VGG16 of chromastyle.train.perception (lower ratios
+    are closer to the painting):
 
-    from .train.data import load_rgb
-    from .train.losses import RandomFeatures, gram, style_loss
+    - style ratio: mean over relu1_1, relu2_1, relu3_1, relu4_1 of ‖G(out) − G(painting)‖ /
+      ‖G(photo) − G(painting)‖, Gram matrices normalised by C·H·W, the painting centre-cropped to
+      the output's aspect and resized to its size;
+    - texture ratio: the same on lightness-only, mean-centred images, so a colour tint cannot pass;
+    - content: cosine similarity of relu4_2 features, output vs photo.
+    """
 
-    feats = RandomFeatures()
+    def __init__(self):
+        from .train.perception import VGG16
 
-    def features(rgb):
-        return feats(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))[None]).float())
+        self.vgg = VGG16("conv4_2")
 
+    def _features(self, rgb, lightness_only=False):
+        import torch
+
+        from .train.losses import CONTENT_LAYER, STYLE_LAYERS, luminance_image
+        from .train.perception import gram
+
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32))[None]
+        if lightness_only:
+            x = luminance_image(x)
+        with torch.no_grad():
+            f = self.vgg(x, STYLE_LAYERS + (CONTENT_LAYER,))
+        return [gram(f[k])[0] for k in STYLE_LAYERS], f[CONTENT_LAYER].flatten().double()
+
+    def painting(self, path, size):
+        """The painting centre-cropped to the aspect of ``size`` (w, h) and resized to it."""
+        from PIL import ImageOps
+
+        with Image.open(path) as im:
+            im = ImageOps.fit(im.convert("RGB"), size, Image.LANCZOS)
+        return np.asarray(im, np.float32) / 255
+
+    def scores(self, out, photo, painting):
+        def ratio(lightness_only):
+            g_out = self._features(out, lightness_only)[0]
+            g_photo = self._features(photo, lightness_only)[0]
+            g_paint = self._features(painting, lightness_only)[0]
+            return float(np.mean([float((a - p).norm() / (b - p).norm().clamp_min(1e-12))
+                                  for a, b, p in zip(g_out, g_photo, g_paint)]))
+
+        c_out, c_photo = self._features(out)[1], self._features(photo)[1]
+        content = float((c_out @ c_photo) / (c_out.norm() * c_photo.norm()).clamp_min(1e-12))
+        return {"style": ratio(False), "texture": ratio(True), "content": content}
+
+
+def style_table(model, photos, paintings_dir, styles, stroke_scale=1.0):
+    """Per style at strength 1, from the gray input: mean style ratio, texture ratio and content
+    (see StyleScorer)."""
+    scorer = StyleScorer()
     rows = {}
     for slug in styles:
         path = Path(paintings_dir) / f"{slug}.jpg"
         if not path.exists():
             continue
-        with torch.no_grad():
-            # the painting at the scale training saw it (crop : painting = 128 : 320)
-            target = [gram(f) for f in features(load_rgb(path, long_side=int(2.5 * SIZE)) / 255.0)]
-        ssims, ratios = [], []
+        scores = []
         for rgb in photos:
-            gray = _gray_input(rgb_to_lab(rgb))
-            out = pipeline.run(gray, model=model, styles=slug)
-            ssims.append(M.ssim(rgb_to_lab(out)[..., 0] / 100, rgb_to_lab(rgb)[..., 0] / 100))
-            with torch.no_grad():
-                ratios.append(float(style_loss(features(out), target)) /
-                              max(float(style_loss(features(rgb), target)), 1e-9))
-        rows[slug] = {"ssim": float(np.mean(ssims)), "distance_ratio": float(np.mean(ratios))}
+            painting = scorer.painting(path, (rgb.shape[1], rgb.shape[0]))
+            out = pipeline.run(_gray_input(rgb_to_lab(rgb)), model=model, styles=slug, stroke_scale=stroke_scale)
+            scores.append(scorer.scores(out, rgb.astype(np.float32), painting))
+        rows[slug] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
     return rows
 
 
@@ -134,11 +170,12 @@ def format_tables(sweep, styles=None, div=None):
     lines.append(f"ground-truth colorfulness: {sweep['gt_colorfulness']:.2f} "
                  f"(model at 0 hints: {100 * sweep['colorfulness'][counts[0]] / sweep['gt_colorfulness']:.0f} %)")
     if styles:
-        lines += ["", "styles: SSIM of lightness vs input (content), Gram distance ratio output/input (≤ 0.5 reads as the painting)",
-                  "| style | SSIM | distance ratio |", "|---|---|---|"]
-        lines += [f"| {s} | {r['ssim']:.3f} | {r['distance_ratio']:.3f} |" for s, r in styles.items()]
-        lines.append(f"| mean | {np.mean([r['ssim'] for r in styles.values()]):.3f} | "
-                     f"{np.mean([r['distance_ratio'] for r in styles.values()]):.3f} |")
+        lines += ["", "styles at strength 1 (VGG16; ratios: lower is closer to the painting; content: "
+                      "cosine of relu4_2 to the photo)",
+                  "| style | style ratio | texture ratio | content |", "|---|---|---|---|"]
+        rows = list(styles.items()) + [("mean", {k: np.mean([r[k] for r in styles.values()])
+                                                 for k in ("style", "texture", "content")})]
+        lines += [f"| {s} | {r['style']:.3f} | {r['texture']:.3f} | {r['content']:.3f} |" for s, r in rows]
     if div:
         lines += ["", f"diversity: mean |Δab| between z seeds 1 and 2: {div['mean_ab_difference']:.2f}; "
                       f"z = 0 bit-identical: {div['z0_bit_identical']}"]

@@ -1,4 +1,4 @@
-"""Image I/O, hints, padding and tiling. numpy + Pillow (+ pypng for 16-bit PNG)."""
+"""Image I/O, hints, padding, colour merges. numpy + Pillow (+ pypng for 16-bit PNG)."""
 import io
 import os
 import tempfile
@@ -206,79 +206,13 @@ def hints_from_points(points, size, radius=2):
     return hints_from_rgba(rgba)
 
 
-# -- padding and tiling ----------------------------------------------------------------------
+# -- padding ----------------------------------------------------------------------------------
 
-def pad(arr, top, bottom, left, right, circular=False):
-    """Pad the last two (spatial) axes; mirror at borders (no dark frame), or wrap for tileable
-    textures."""
-    widths = [(0, 0)] * (arr.ndim - 2) + [(top, bottom), (left, right)]
+def pad_hwc(arr, margin, circular=False):
+    """Pad the first two (spatial) axes by ``margin``: mirrored (no dark frame), or wrapped for
+    tileable textures."""
+    widths = [(margin, margin)] * 2 + [(0, 0)] * (arr.ndim - 2)
     return np.pad(arr, widths, mode="wrap" if circular else "symmetric")
-
-
-def tile_spans(length, tile, overlap, multiple):
-    """Start/stop pairs of equal tiles (a multiple of ``multiple``) covering [0, length)."""
-    if length <= tile:
-        return [(0, length)]
-    count = -(-(length - overlap) // (tile - overlap))
-    size = -(-(length + (count - 1) * overlap) // count)
-    size = -(-size // multiple) * multiple
-    starts = np.linspace(0, length - size, count).round().astype(int)
-    return [(int(s), int(s) + size) for s in starts]
-
-
-def feather(start, stop, total, overlap):
-    """1-D blending weights of one tile: linear ramps where it overlaps its neighbours."""
-    w = np.ones(stop - start, np.float32)
-    ramp = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
-    if start > 0:
-        w[:overlap] = ramp
-    if stop < total:
-        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
-    return w
-
-
-def run_tiled(fn, channels, out_channels, tile, overlap, multiple, circular=False,
-              progress=None, cancel=None):
-    """Apply ``fn`` (C×H×W array -> out×H×W array, sizes multiples of ``multiple``) to an image
-    of any size in bounded memory: overlapping tiles with feathered blending. Channels first, as
-    the model takes them, so a tile needs no transposing.
-
-    The network has no per-tile statistics, so overlapping tiles agree up to their borders and
-    the feathered blend hides the rest. ``circular`` wraps the image for tileable textures.
-    """
-    h, w = channels.shape[1:]
-    # context beyond the image: a full overlap of wrapped pixels for tileable textures; half of
-    # it (mirrored) at the borders of an image that is tiled anyway; none for a single tile
-    margin = overlap if circular else overlap // 2 if (h > tile or w > tile) else 0
-    ph = -(-(h + 2 * margin) // multiple) * multiple
-    pw = -(-(w + 2 * margin) // multiple) * multiple
-    top, left = margin + (ph - h - 2 * margin) // 2, margin + (pw - w - 2 * margin) // 2
-    canvas = pad(channels, top, ph - h - top, left, pw - w - left, circular)
-    ys, xs = tile_spans(ph, tile, overlap, multiple), tile_spans(pw, tile, overlap, multiple)
-    if len(ys) == len(xs) == 1:   # one tile: nothing to blend
-        if cancel is not None and cancel():
-            raise Cancelled()
-        out = fn(canvas)
-        if progress:
-            progress(1.0)
-        return out[:, top:top + h, left:left + w]
-    out = np.zeros((out_channels, ph, pw), np.float32)
-    weight = np.zeros((1, ph, pw), np.float32)
-    done, total = 0, len(ys) * len(xs)
-    for y0, y1 in ys:
-        wy = feather(y0, y1, ph, overlap)
-        for x0, x1 in xs:
-            if cancel is not None and cancel():
-                raise Cancelled()
-            wt = (wy[:, None] * feather(x0, x1, pw, overlap)[None, :])[None]
-            out[:, y0:y1, x0:x1] += fn(canvas[:, y0:y1, x0:x1]) * wt
-            weight[:, y0:y1, x0:x1] += wt
-            done += 1
-            if progress:
-                progress(done / total)
-    out = out[:, top:top + h, left:left + w]
-    out /= weight[:, top:top + h, left:left + w]
-    return out
 
 
 class Cancelled(Exception):

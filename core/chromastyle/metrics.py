@@ -1,4 +1,4 @@
-"""Image quality and colorization metrics, and the classical Levin et al. 2004 baseline."""
+"""Image quality and colorization metrics (the Levin et al. 2004 baseline is chromastyle.guided)."""
 import numpy as np
 
 from .color import lab_to_rgb, rgb_to_lab
@@ -41,52 +41,6 @@ def with_luminance(rgb, L):
     lab = rgb_to_lab(rgb.astype(np.float64))
     lab[..., 0] = L
     return np.clip(lab_to_rgb(lab), 0, 1)
-
-
-def levin_colorize(L, hint_ab, hint_mask):
-    """Colorization using Optimization (Levin, Lischinski & Weiss 2004).
-
-    L: H×W lightness; hint_ab: H×W×2; hint_mask: H×W bool. Neighbouring pixels of similar
-    lightness get similar chroma: minimise Σ_r (u_r − Σ_s w_rs u_s)² with the hints fixed,
-    w_rs ∝ exp(−(Y_r − Y_s)² / σ_r²) over each 3×3 window. Returns H×W×2 ab.
-    """
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import splu
-
-    h, w = L.shape
-    if not hint_mask.any():
-        return np.zeros((h, w, 2))
-    y = L.astype(np.float64) / 100
-    n = h * w
-    idx = np.arange(n).reshape(h, w)
-    pad = np.pad(y, 1, mode="edge")
-    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
-    neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
-    # pixels outside the image (edge padding) get no weight
-    valid = np.stack([((np.arange(h)[:, None] + dy >= 0) & (np.arange(h)[:, None] + dy < h) &
-                       (np.arange(w)[None] + dx >= 0) & (np.arange(w)[None] + dx < w)) for dy, dx in shifts])
-    # as the authors' getColorExact.m: σ² = 0.6·var of the window, at least enough that the
-    # closest neighbour keeps weight 0.01, and at least 2e-6
-    count = valid.sum(0) + 1
-    mean = (np.where(valid, neigh, 0).sum(0) + y) / count
-    var = (np.where(valid, (neigh - mean) ** 2, 0).sum(0) + (y - mean) ** 2) / count
-    d2 = (neigh - y[None]) ** 2
-    closest = np.where(valid, d2, np.inf).min(0)
-    sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
-    wts = np.exp(-d2 / sigma2[None]) * valid
-    wts /= wts.sum(0, keepdims=True)
-    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(n)]
-    fixed = hint_mask.ravel()
-    for k, (dy, dx) in enumerate(shifts):
-        ok = valid[k].ravel() & ~fixed
-        src = idx.ravel()[ok]
-        dst = np.clip(np.arange(h)[:, None] + dy, 0, h - 1) * w + np.clip(np.arange(w)[None] + dx, 0, w - 1)
-        rows.append(src)
-        cols.append(dst.ravel()[ok])
-        vals.append(-wts[k].ravel()[ok])
-    A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    b = np.where(fixed[:, None], hint_ab.reshape(n, 2), 0.0)
-    return splu(A).solve(b).reshape(h, w, 2)
 
 
 def sample_hint_patches(rng, ab, count, patch=6):

@@ -130,12 +130,11 @@ def local_path(entry, f):
 
 
 def model_path(name=None, progress=None):
-    """Path of a model's main file, downloading it into the cache when needed."""
+    """Path of a model's main file, downloading its files into the cache when needed."""
     entry = get_entry(name)
-    f = entry.main_file
-    found = local_path(entry, f)
-    if found:
-        return found
+    found = [local_path(entry, f) for f in entry.files]
+    if all(found) and len({p.parent for p in found}) == 1:   # the graphs must lie side by side
+        return found[0]
     if offline():
         raise ModelError(f"model '{entry.name}' is not downloaded and CHROMASTYLE_OFFLINE is set; "
                          f"run `chromastyle models pull {entry.name}` while online")

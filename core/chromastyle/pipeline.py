@@ -4,13 +4,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import models
-from .color import lightness
+from .color import lab_to_rgb, lightness
 from .engine import load_model
 from .errors import UserError
-from .imaging import Picture, merge_lab, run_tiled
+from .guided import guided_upsample, levin_propagate
+from .imaging import Cancelled, Picture, merge_lab, pad_hwc
 
 KEEP_MODES = ("none", "luminance", "colors")
 
@@ -23,10 +25,8 @@ class Options:
     tileable: bool = False
     stroke_scale: float = 1.0     # size of a style's strokes relative to the picture (0.25..4)
     seed: int | None = None       # None: the canonical result (z = 0); else a variation
-    model: str | None = None      # registry name or a .onnx/.pt path; None: the default model
+    model: str | None = None      # registry name or a model's main .onnx file; None: the default
     device: str = "auto"
-    tile: int = 1024
-    overlap: int = 64
 
     @classmethod
     def from_dict(cls, d):
@@ -41,8 +41,6 @@ class Options:
     def check(self):
         if self.keep not in KEEP_MODES:
             raise UserError(f"keep must be one of {', '.join(KEEP_MODES)}, not '{self.keep}'")
-        if not 128 <= int(self.tile) <= 8192 or not 0 <= int(self.overlap) < int(self.tile) // 2:
-            raise UserError("tile must be 128..8192 and overlap below half the tile")
         if not isinstance(self.stroke_scale, (int, float)) or not 0.25 <= self.stroke_scale <= 4:
             raise UserError("stroke_scale must be a number from 0.25 to 4")
         if self.seed is not None and not isinstance(self.seed, int):
@@ -90,7 +88,7 @@ MODEL_CACHE_SIZE = 3
 
 
 def resolve_model_path(name_or_path=None):
-    if name_or_path and (Path(name_or_path).suffix in (".onnx", ".pt") or Path(name_or_path).exists()):
+    if name_or_path and (Path(name_or_path).suffix == ".onnx" or Path(name_or_path).exists()):
         return Path(name_or_path)
     return models.model_path(name_or_path)
 
@@ -114,18 +112,82 @@ def latent(seed, z_dim):
     return np.random.default_rng(seed).standard_normal(z_dim).astype(np.float32)
 
 
+def working_size(h, w, long_side, multiple):
+    """(h, w) scaled so the long side is ``long_side``, each a multiple of ``multiple``."""
+    scale = long_side / max(h, w)
+    return tuple(max(multiple, int(round(v * scale / multiple)) * multiple) for v in (h, w))
+
+
+def resize(arr, size):
+    """H×W(×C) float32 -> size (h, w): area average when shrinking, bilinear when enlarging."""
+    h, w = size
+    shrink = h * w < arr.shape[0] * arr.shape[1]
+    out = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out.reshape((h, w) + arr.shape[2:])
+
+
+def hints_at(hints, size):
+    """Hints (a, b, mask) at another size: the mean colour of the hinted pixels of each cell, and
+    a hint wherever a cell has any."""
+    mask = hints[..., 2:3]
+    pooled = resize(np.concatenate([hints[..., :2] * mask, mask], -1), size)
+    cover = pooled[..., 2:3]
+    has = cover > 1e-6
+    out = np.zeros(size + (3,), np.float32)
+    out[..., :2] = np.where(has, pooled[..., :2] / np.maximum(cover, 1e-6), 0)
+    out[..., 2:] = has
+    return out
+
+
+def is_gray(rgb, tolerance=2 / 255):
+    return rgb.ndim == 2 or float(np.abs(rgb - rgb.mean(-1, keepdims=True)).max()) <= tolerance
+
+
+def colorize(model, L, hints, z, progress):
+    """Chroma (a*/110, b*/110) for full-resolution lightness L (H×W, 0..1): the colour graph at
+    its working size, the hints' residuals propagated along the luminance so that every hint is
+    honoured, then guided upsampling to full size."""
+    info = model.info
+    h, w = L.shape
+    size = working_size(h, w, min(info.color_size, max(h, w)), info.color_multiple)
+    L_small = resize(L, size)
+    hints_small = None if hints is None else hints_at(hints, size)
+    feed = np.zeros((1, 3) + size, np.float32) if hints_small is None else hints_small.transpose(2, 0, 1)[None]
+    ab = model.colorize(L_small[None, None], np.ascontiguousarray(feed), z)[0].transpose(1, 2, 0)
+    progress(0.5)
+    if hints_small is not None and hints_small[..., 2].any():
+        mask = hints_small[..., 2] > 0
+        ab = ab + levin_propagate(L_small * 100, hints_small[..., :2] - ab, mask).astype(np.float32)
+    progress(0.6)
+    return guided_upsample(L, L_small, ab)
+
+
+def stylize(model, rgb, style, stroke_scale):
+    """The style graph at the stroke scale's working size; its change to the picture is brought
+    to full size and added, so the input's detail is kept and strokes keep their size relative
+    to the picture whatever the resolution."""
+    info = model.info
+    h, w = rgb.shape[:2]
+    size = working_size(h, w, info.stroke_size / stroke_scale, info.style_multiple)
+    small = resize(rgb, size)
+    styled = model.stylize(np.ascontiguousarray(small.transpose(2, 0, 1)[None]), style)[0].transpose(1, 2, 0)
+    return np.clip(rgb + resize(styled - small, (h, w)), 0, 1)
+
+
 def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     """Colorize and stylize one image.
 
     image: a Picture, or an H×W×3 / H×W float array in [0, 1] (sRGB).
     hints: H×W×3 (a/110, b/110, mask) from imaging.hints_from_*; None for none.
     Returns the same kind: a Picture (alpha, bit depth kept) or an H×W×3 float32 array.
+
+    A gray input is colorized (so is any input when hints are given or only ``natural`` is asked:
+    that is recolouring); a colour input is stylized from its own colours.
     """
     opts = options or Options(**kw)
     opts.check()
     picture = image if isinstance(image, Picture) else None
     rgb = picture.rgb if picture else np.asarray(image, np.float32)
-    gray = rgb if rgb.ndim == 2 else rgb[..., 0] if picture and picture.gray else None
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, -1)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
@@ -138,17 +200,32 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     style = style_vector(opts.styles, info.styles)[None]
     z = latent(opts.seed, info.z_dim)[None]
     h, w = rgb.shape[:2]
-    channels = np.zeros((4, h, w), np.float32)   # L, then the hints' a, b, mask: the model's inputs
-    channels[0] = lightness(rgb if gray is None else gray) / 100
-    if hints is not None:
-        channels[1:] = hints.transpose(2, 0, 1)
+    if opts.tileable:   # wrap around: what leaves one edge comes back at the other
+        margin = max(8, max(h, w) // 8)
+        rgb = pad_hwc(rgb, margin, circular=True)
+        hints = None if hints is None else pad_hwc(hints, margin, circular=True)
 
-    def infer(tile):
-        return model.run(np.ascontiguousarray(tile[None, :1]), np.ascontiguousarray(tile[None, 1:]), style, z)[0]
+    def step(fraction):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress:
+            progress(fraction)
 
-    out = run_tiled(infer, channels, 3, int(opts.tile), int(opts.overlap), info.multiple,
-                    circular=opts.tileable, progress=progress, cancel=cancel).transpose(1, 2, 0)
-    out = merge_lab(rgb, np.clip(out, 0, 1), opts.keep)
+    step(0.0)
+    stylized = style[0, 0] < 1
+    out = rgb
+    if picture and picture.gray or is_gray(rgb) or hints is not None or not stylized:
+        L = lightness(rgb) / 100
+        ab = colorize(model, L, hints, z, step)
+        out = np.clip(lab_to_rgb(np.concatenate([L[..., None] * 100, ab * 110], -1)), 0, 1).astype(np.float32)
+    step(0.7)
+    if stylized:
+        out = stylize(model, out, style, float(opts.stroke_scale))
+    if opts.tileable:
+        out = out[margin:margin + h, margin:margin + w]
+        rgb = rgb[margin:margin + h, margin:margin + w]
+    out = merge_lab(rgb, out, opts.keep)
+    step(1.0)
     if picture:
         return Picture(out, picture.alpha, picture.depth, False)
     return out

@@ -106,3 +106,75 @@ def make_pack(src, dst, short_side=192, quality=90):
             Image.fromarray(load_rgb(path, **kw)).save(out, quality=quality)
             total += out.stat().st_size
     return total
+
+
+# -- cached encoder features for the colour decoder -------------------------------------------
+
+CACHE_LAYERS = {"relu2_2": (128, 4), "relu3_3": (256, 4), "relu4_3": (512, 8)}   # channels, stride
+
+
+def build_feature_cache(files, out, encoder, crop=192, short_side=256, seed=0, batch=8, log=print):
+    """A random crop (randomly flipped) of each photo scaled to ``short_side``, and the frozen
+    encoder's features of its luminance, as fp16 memory maps in ``out``: the decoder then trains
+    without running the encoder. Returns the number of crops."""
+    import json
+
+    import torch
+
+    from .nets import encoder_features, lab_inputs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    total = len(files)
+    rgb = np.lib.format.open_memmap(out / "rgb.npy", "w+", np.uint8, (total, crop, crop, 3))
+    feats = {name: np.lib.format.open_memmap(out / f"{name}.npy", "w+", np.float16,
+                                             (total, ch, crop // s, crop // s))
+             for name, (ch, s) in CACHE_LAYERS.items()}
+    for start in range(0, total, batch):
+        chunk = []
+        for path in files[start:start + batch]:
+            img = load_rgb(path, short_side=short_side)
+            chunk.append(random_crops(rng, [img], 1, crop)[0])
+        x = torch.from_numpy(np.stack(chunk))
+        with torch.no_grad():
+            f = encoder_features(encoder, lab_inputs(x)[0])
+        rgb[start:start + len(chunk)] = np.round(x.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+        for name in CACHE_LAYERS:
+            feats[name][start:start + len(chunk)] = f[name].numpy().astype(np.float16)
+        if log and (start // batch) % 50 == 0:
+            log(f"cache {out.name}: {start + len(chunk)}/{total}")
+    for arr in [rgb, *feats.values()]:
+        arr.flush()
+    (out / "meta.json").write_text(json.dumps({"count": total, "crop": crop, "short_side": short_side,
+                                               "files": [p.name for p in files]}))
+    return total
+
+
+def open_feature_cache(folder):
+    """{"rgb": uint8 N×H×W×3, "relu…": fp16 N×C×h×w} as read-only memory maps."""
+    folder = Path(folder)
+    return {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+
+
+def join_caches(caches):
+    """Several caches seen as one: the same keys, indexable by arrays of row numbers."""
+    return {k: _Joined([c[k] for c in caches]) for k in caches[0]}
+
+
+class _Joined:
+    def __init__(self, arrays):
+        self.arrays = arrays
+        self.starts = np.cumsum([0] + [len(a) for a in arrays])
+
+    def __len__(self):
+        return int(self.starts[-1])
+
+    def __getitem__(self, idx):
+        idx = np.asarray(idx)
+        part = np.searchsorted(self.starts, idx, side="right") - 1
+        out = np.empty((len(idx),) + self.arrays[0].shape[1:], self.arrays[0].dtype)
+        for p in np.unique(part):
+            sel = part == p
+            out[sel] = self.arrays[p][idx[sel] - self.starts[p]]
+        return out

@@ -1,4 +1,5 @@
-"""Checkpoint -> ONNX file of the model contract (fp32, fp16 or int8)."""
+"""Checkpoints -> a model folder of the contract (version 2): color.onnx (the main file, with the
+model's metadata) and style.onnx."""
 import json
 import os
 import tempfile
@@ -9,97 +10,113 @@ import numpy as np
 import torch
 
 from ..engine import CONTRACT
-from .nets import Generator, GeneratorArgs
+from .loop import load_checkpoint
+from .nets import ColorArgs, ColorNet, StyleArgs, StyleNet
 
-DYNAMIC = {"L": {0: "N", 2: "H", 3: "W"}, "hints": {0: "N", 2: "H", 3: "W"},
-           "style": {0: "N"}, "z": {0: "N"}, "rgb": {0: "N", 2: "H", 3: "W"}}
+COLOR_SIZE = 256   # long side of the colour graph's working picture (what it was trained at)
 
 
-def load_generator(ckpt):
-    from .loop import load_checkpoint
+def load_color(ckpt, **overrides):
+    """The colour network of a decoder checkpoint, with the frozen encoder; ``overrides`` may set
+    the decoding (temperature, class_mix)."""
     ck = load_checkpoint(ckpt)
-    net = Generator(GeneratorArgs(**ck["generator_args"])).eval()
-    net.load_state_dict(ck["generator"])
+    net = ColorNet(ColorArgs(**{**ck["args"], **overrides})).eval()
+    net.decoder.load_state_dict(ck["net"])
     return net, ck
 
 
-def example_inputs(net, n=1, size=64, style_index=0):
-    style = torch.zeros(n, len(net.args.styles))
-    style[:, style_index] = 1
-    return (torch.rand(n, 1, size, size), torch.zeros(n, 3, size, size), style,
-            torch.zeros(n, net.args.z_dim))
+def load_style(ckpt):
+    ck = load_checkpoint(ckpt)
+    args = StyleArgs(**{**ck["args"], "widths": tuple(ck["args"]["widths"])})
+    net = StyleNet(args).eval()
+    net.load_state_dict(ck["net"])
+    return net, ck
 
 
-def export(ckpt, out, fp16=False, int8=False, opset=17, calibration=None):
+def _to_onnx(net, inputs, names, output, dynamic, path, opset):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, inputs, str(path), input_names=names, output_names=[output],
+                          opset_version=opset, dynamic_axes=dynamic, dynamo=False)
+
+
+def store_fp16(model, min_size=4096):
+    """Store large float32 weights as float16, each followed by a Cast back to float32: the file
+    halves, and ONNX Runtime folds the casts when it loads the graph, so it still computes in
+    float32 (fast on CPUs) with weights rounded to float16."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name + "_fp16"))
+        casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=TensorProto.FLOAT))
+    for i, node in enumerate(casts):
+        graph.node.insert(i, node)
+    return model
+
+
+def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
+    """Write OUT_DIR/color.onnx and OUT_DIR/style.onnx; ``decoding`` may set temperature and
+    class_mix. Returns the main file's path."""
     import onnx
 
-    net, ck = load_generator(ckpt)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    color, color_ck = load_color(color_ckpt, **decoding)
+    style, style_ck = load_style(style_ckpt)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = 1
+    z_dim = color.args.z_dim
+    meta = {
+        "chromastyle.contract": CONTRACT,
+        "chromastyle.graphs": json.dumps({"color": "color.onnx", "style": "style.onnx"}),
+        "chromastyle.styles": json.dumps(style.args.styles),
+        "chromastyle.z_dim": str(z_dim),
+        "chromastyle.color_size": str(COLOR_SIZE),
+        "chromastyle.stroke_size": str(style.args.stroke_size),
+        "chromastyle.color_multiple": str(color.multiple),
+        "chromastyle.style_multiple": str(style.multiple),
+        "chromastyle.encoder": "vgg16-pretrained" if color.args.pretrained else "vgg16-random",
+        "chromastyle.temperature": str(color.args.temperature),
+        "chromastyle.class_mix": str(color.args.class_mix),
+        "chromastyle.steps": json.dumps({"color": color_ck.get("step", 0), "style": style_ck.get("step", 0)}),
+    }
+    hw = {0: "N", 2: "H", 3: "W"}
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, example_inputs(net), str(fp32), input_names=["L", "hints", "style", "z"],
-                              output_names=["rgb"], opset_version=opset, dynamic_axes=DYNAMIC,
-                              dynamo=False)
-        model = onnx.load(str(fp32))
-        meta = {"chromastyle.contract": CONTRACT, "chromastyle.styles": json.dumps(net.args.styles),
-                "chromastyle.multiple": str(net.multiple), "chromastyle.z_dim": str(net.args.z_dim),
-                "chromastyle.step": str(ck.get("step", 0)),
-                "chromastyle.precision": "int8" if int8 else "fp16" if fp16 else "fp32"}
-        if fp16:
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-            # inputs and outputs stay float32: the contract does not change with precision
-            model = convert_float_to_float16(model, keep_io_types=True)
-        if int8:
-            model = _quantize(model, net, Path(tmp), calibration)
-        del model.metadata_props[:]
-        for k, v in meta.items():
-            model.metadata_props.add(key=k, value=v)
-        tmp_out = out.with_name(out.name + ".part")
-        onnx.save(model, str(tmp_out))
-        os.replace(tmp_out, out)
-    return out
+        tmp = Path(tmp)
+        _to_onnx(color, (torch.rand(n, 1, 64, 64), torch.zeros(n, 3, 64, 64), torch.zeros(n, z_dim)),
+                 ["L", "hints", "z"], "ab", {"L": hw, "hints": hw, "z": {0: "N"}, "ab": hw},
+                 tmp / "color.onnx", opset)
+        s = len(style.args.styles)
+        _to_onnx(style, (torch.rand(n, 3, 64, 64), torch.full((n, s), 1.0 / s)), ["image", "style"], "rgb",
+                 {"image": hw, "style": {0: "N"}, "rgb": hw}, tmp / "style.onnx", opset)
+        for name, role in (("color.onnx", "color"), ("style.onnx", "style")):
+            model = onnx.load(str(tmp / name))
+            if fp16:
+                store_fp16(model)
+            del model.metadata_props[:]
+            props = meta if role == "color" else {"chromastyle.contract": CONTRACT}
+            for k, v in {**props, "chromastyle.role": role,
+                         "chromastyle.precision": "fp16-weights" if fp16 else "fp32"}.items():
+                model.metadata_props.add(key=k, value=v)
+            part = out_dir / (name + ".part")
+            onnx.save(model, str(part))
+            os.replace(part, out_dir / name)
+    return out_dir / "color.onnx"
 
 
-def _quantize(model, net, tmp, calibration):
-    """Static int8 (QDQ) quantization calibrated on a few inputs of every style."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
-
-    src, dst = tmp / "src.onnx", tmp / "int8.onnx"
-    onnx.save(model, str(src))
-    rng = np.random.default_rng(0)
-    images = calibration if calibration is not None else rng.random((8, 1, 128, 128), np.float32)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            items = []
-            for i, L in enumerate(images):
-                style = np.zeros((1, len(net.args.styles)), np.float32)
-                style[0, i % len(net.args.styles)] = 1
-                items.append({"L": L[None].astype(np.float32), "hints": np.zeros((1, 3) + L.shape[-2:], np.float32),
-                              "style": style, "z": np.zeros((1, net.args.z_dim), np.float32)})
-            self.items = iter(items)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(src), str(dst), Reader(), weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
-    return onnx.load(str(dst))
-
-
-def register(model_path, registry_path):
-    """Write the file's sha256 and size into its entry in a registry.toml (the model's folder
-    name is the registry name), keeping the rest of the file as it is."""
+def register(model_dir, registry_path):
+    """Write each file's sha256 and size into the registry.toml entry named like the model's folder,
+    keeping the rest of the file as it is."""
     import re
 
     from ..models import sha256_of
 
-    model_path, registry_path = Path(model_path), Path(registry_path)
-    name = model_path.parent.name
+    model_dir, registry_path = Path(model_dir), Path(registry_path)
+    name = model_dir.name
     text = registry_path.read_text()
     start = text.find(f'name = "{name}"')
     if start < 0:
@@ -107,6 +124,12 @@ def register(model_path, registry_path):
     end = text.find("[[model]]", start)
     end = len(text) if end < 0 else end
     entry = text[start:end]
-    entry = re.sub(r'sha256 = "[0-9a-f]*"', f'sha256 = "{sha256_of(model_path)}"', entry, count=1)
-    entry = re.sub(r"size = \d+", f"size = {model_path.stat().st_size}", entry, count=1)
+    for path in sorted(model_dir.glob("*.onnx")):
+        block = re.search(rf'\[\[model\.files\]\]\s*name = "{re.escape(path.name)}".*?(?=\[\[|\[model\.|\Z)',
+                          entry, re.S)
+        if not block:
+            raise ValueError(f"{registry_path}: model {name!r} lists no file {path.name!r}")
+        new = re.sub(r'sha256 = "[0-9a-f]*"', f'sha256 = "{sha256_of(path)}"', block.group(0), count=1)
+        new = re.sub(r"size = \d+", f"size = {path.stat().st_size}", new, count=1)
+        entry = entry[:block.start()] + new + entry[block.end():]
     registry_path.write_text(text[:start] + entry + text[end:])

@@ -1,4 +1,6 @@
-"""Training loop: config with presets, exact resume from checkpoints, loss logs."""
+"""Training: the colour decoder (on cached frozen-encoder features) and the style network, each with
+a config, exact resume from weights-only checkpoints, and a loss log."""
+import io
 import json
 import math
 import os
@@ -11,9 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from .losses import (RandomFeatures, ab_prior, class_loss, gram, hinge_d, hinge_g, sobel,
-                     style_loss)
-from .nets import Generator, GeneratorArgs, MultiScaleDiscriminator, lab_inputs
+from ..color import lab_to_rgb
+from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
+                     hinge_g, luminance_image, style_loss)
+from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
+                   StyleNet, as_dict, lab_inputs)
+from .perception import VGG16
 
 ALL_STYLES = [
     "starry_night", "starry_night_over_rhone", "bedroom_in_arles", "auvers_village_street",
@@ -25,55 +30,11 @@ ALL_STYLES = [
 ]
 
 
-@dataclass
-class TrainConfig:
-    preset: str = "cpu"
-    data: str = ""                 # folder with train/ and styles/; default ../shared/data
-    out: str = "runs/cpu"
-    styles: list = field(default_factory=lambda: list(ALL_STYLES))
-    steps: int = 4500
-    batch: int = 16
-    style_share: float = 0.375     # fraction of each batch trained on a painting style
-    crop: int = 128
-    short_side: int = 192          # photos are scaled so; 256² eval images see a similar scale
-    painting_long_side: int = 320
-    max_images: int = 0            # 0: all training photos
-    lr: float = 1e-3
-    widths: tuple = (16, 32, 64, 96)
-    res_blocks: int = 4
-    class_weight: float = 1.0
-    reg_weight: float = 4.0
-    hint_weight: float = 4.0
-    style_weight: float = 1.0
-    structure_weight: float = 100.0
-    adv_weight: float = 0.05
-    ms_weight: float = 0.005       # mode seeking (Mao et al. 2019): different z, different colours
-    ms_pairs: int = 2
-    class_mix: float = 0.5
-    seed: int = 0
-    log_every: int = 25
-    ckpt_every: int = 250
-    device: str = "auto"
-    threads: int = 0               # CPU threads for torch; 0 = torch's default
-    split_mb: int = 0              # write checkpoints in parts of this size (0: one file)
-
-
-PRESETS = {
-    "smoke": dict(steps=12, batch=8, crop=64, short_side=80, painting_long_side=128, max_images=24,
-                  widths=(8, 16, 16, 24), res_blocks=2, log_every=4, ckpt_every=6,
-                  out="runs/smoke"),
-    "cpu": dict(),
-    "gpu": dict(steps=60000, batch=48, crop=192, short_side=256, painting_long_side=512,
-                widths=(24, 48, 96, 160), res_blocks=8, lr=5e-4, out="runs/gpu",
-                ckpt_every=2000, split_mb=15),   # ~60 MB checkpoints travel in 15 MiB parts
-}
-
+# -- checkpoints ------------------------------------------------------------------------------
 
 def save_checkpoint(state, path, split_mb=0):
     """Atomically; with ``split_mb``, as PATH.000, PATH.001, … parts of at most that many MiB (files
     that fit transfer limits), which load_checkpoint joins. Stale parts are removed."""
-    import io
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -92,19 +53,12 @@ def save_checkpoint(state, path, split_mb=0):
 
 
 def load_checkpoint(path, device="cpu"):
-    import io
-
+    """Checkpoints hold tensors and plain Python values only, so they load with
+    ``weights_only=True``: a checkpoint file cannot run code."""
     path = Path(path)
     parts = sorted(path.parent.glob(f"{path.name}.[0-9][0-9][0-9]"))
-    if path.exists() or not parts:
-        return torch.load(path, map_location=device, weights_only=False)
-    return torch.load(io.BytesIO(b"".join(p.read_bytes() for p in parts)), map_location=device, weights_only=False)
-
-
-def make_config(preset="cpu", **overrides):
-    cfg = replace(TrainConfig(preset=preset), **PRESETS[preset])
-    known = {f.name for f in fields(TrainConfig)}
-    return replace(cfg, **{k: v for k, v in overrides.items() if k in known and v is not None})
+    src = path if path.exists() or not parts else io.BytesIO(b"".join(p.read_bytes() for p in parts))
+    return torch.load(src, map_location=device, weights_only=True)
 
 
 def pick_device(name):
@@ -113,155 +67,33 @@ def pick_device(name):
     return name
 
 
-class Trainer:
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
-        root = Path(cfg.data) if cfg.data else D.default_data_dir()
-        train_files, _ = D.split(root / "train")
-        if cfg.max_images:
-            train_files = train_files[:cfg.max_images]
-        self.photos = D.load_photos(train_files, cfg.short_side)
-        self.paintings = D.load_paintings(root / "styles", cfg.styles, cfg.painting_long_side, cfg.crop)
-        self.rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        args = GeneratorArgs(styles=["natural"] + list(cfg.styles), widths=tuple(cfg.widths),
-                             res_blocks=cfg.res_blocks, class_mix=cfg.class_mix)
-        self.G = Generator(args).to(self.device)
-        self.D = MultiScaleDiscriminator(len(args.styles)).to(self.device)
-        self.features = RandomFeatures().to(self.device)
-        betas = (0.5, 0.99)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=betas)
-        self.step = 0
-        self.log = []
-        prior_rng = np.random.default_rng(cfg.seed + 1)
-        crops = [D.random_crops(prior_rng, self.photos, 16, cfg.crop) for _ in range(8)]
-        abs_ = [lab_inputs(torch.from_numpy(c))[1].numpy()[:, :, ::4, ::4] for c in crops]
-        bins = self.G.bins.cpu().numpy()
-        self.class_weights = torch.from_numpy(ab_prior(abs_, bins)).to(self.device)
-        with torch.no_grad():  # the paintings' Gram matrices are fixed targets
-            self.style_grams = []
-            for img in self.paintings:
-                x = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float().to(self.device)
-                self.style_grams.append([gram(f)[0] for f in self.features(x)])
+def rng_state(rng):
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 
-    # -- checkpoints -------------------------------------------------------------------
-    def state(self):
-        return {
-            "format": "chromastyle-checkpoint-1",
-            "generator_args": self.G.args.to_dict(),
-            "config": asdict(self.cfg),
-            "generator": self.G.state_dict(),
-            "discriminator": self.D.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "class_weights": self.class_weights.cpu(),
-            "step": self.step,
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "log": self.log,
-        }
+
+def set_rng_state(rng, state):
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+
+
+def cosine_lr(opt, base, step, total):
+    lr = base * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+class Run:
+    """What both trainers share: the run folder, the log, checkpoints every so often."""
+
+    kind = ""
+
+    def write_log(self, row):
+        self.log.append(row)
+        with open(Path(self.cfg.out) / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
 
     def save(self, path):
         save_checkpoint(self.state(), path, self.cfg.split_mb)
-
-    def load(self, path):
-        ck = load_checkpoint(path, self.device)
-        self.G.load_state_dict(ck["generator"])
-        self.D.load_state_dict(ck["discriminator"])
-        self.opt_g.load_state_dict(ck["opt_g"])
-        self.opt_d.load_state_dict(ck["opt_d"])
-        self.class_weights = ck["class_weights"].to(self.device)
-        self.step = ck["step"]
-        self.rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        self.log = ck["log"]
-
-    # -- one step ----------------------------------------------------------------------
-    def batch(self):
-        cfg, rng = self.cfg, self.rng
-        n_style = int(round(cfg.batch * cfg.style_share))
-        n_nat = cfg.batch - n_style
-        rgb = D.random_crops(rng, self.photos, cfg.batch, cfg.crop)
-        rgb[n_nat:n_nat + cfg.ms_pairs] = rgb[:cfg.ms_pairs]  # pairs for mode seeking
-        rgb_t = torch.from_numpy(rgb)
-        L, ab = lab_inputs(rgb_t)
-        hints = np.zeros((cfg.batch, 3) + rgb.shape[2:], np.float32)
-        hints[:n_nat] = D.sample_hints(rng, ab[:n_nat].numpy())
-        # the pairs share hints; they are trained as natural samples with two latents
-        hints[n_nat:n_nat + cfg.ms_pairs] = hints[:cfg.ms_pairs]
-        n_styles = len(cfg.styles) + 1
-        style = np.zeros((cfg.batch, n_styles), np.float32)
-        style[:n_nat + cfg.ms_pairs, 0] = 1
-        kinds = rng.integers(1, n_styles, size=n_style - cfg.ms_pairs)
-        style[np.arange(n_nat + cfg.ms_pairs, cfg.batch), kinds] = 1
-        z = np.zeros((cfg.batch, self.G.args.z_dim), np.float32)
-        z[:cfg.ms_pairs] = rng.standard_normal((cfg.ms_pairs, z.shape[1]))
-        z[n_nat:n_nat + cfg.ms_pairs] = rng.standard_normal((cfg.ms_pairs, z.shape[1]))
-        painting = np.stack([D.random_crops(rng, [self.paintings[k - 1]], 1, cfg.crop)[0]
-                             for k in kinds]) if len(kinds) else None
-        dev = self.device
-        t = lambda a: torch.from_numpy(a).to(dev)  # noqa: E731
-        return dict(rgb=rgb_t.to(dev), L=L.to(dev), ab=ab.to(dev), hints=t(hints), style=t(style),
-                    z=t(z), kinds=kinds, painting=None if painting is None else t(painting),
-                    n_nat=n_nat + cfg.ms_pairs)
-
-    def train_step(self):
-        cfg, b = self.cfg, self.batch()
-        nat = slice(0, b["n_nat"])
-        sty = slice(b["n_nat"], cfg.batch)
-        pairs = cfg.ms_pairs
-        autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.device == "cuda")
-        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, self.step / cfg.steps)))
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
-        with autocast:
-            out, heads = self.G(b["L"], b["hints"], b["style"], b["z"], heads=True)
-        out = out.float()
-        losses = {}
-        # natural colorization: rebalanced classification + regression, hints honoured
-        losses["class"] = cfg.class_weight * class_loss(heads["logits"][nat], b["ab"][nat],
-                                                        self.G.bins, self.class_weights)
-        ab_reg = F.interpolate(heads["ab_reg"][nat].float(), scale_factor=4.0, mode="bilinear")
-        losses["reg"] = cfg.reg_weight * F.smooth_l1_loss(ab_reg, b["ab"][nat], beta=0.05)
-        mask = b["hints"][nat, 2:]
-        err = (heads["ab"][nat].float() - b["ab"][nat]).abs() * mask
-        losses["hint"] = cfg.hint_weight * err.sum() / (2 * mask.sum()).clamp_min(1)
-        if pairs:
-            a1, a2 = heads["ab"][:pairs].float(), heads["ab"][nat][-pairs:].float()
-            dz = (b["z"][:pairs] - b["z"][nat][-pairs:]).abs().mean()
-            losses["ms"] = cfg.ms_weight / ((a1 - a2).abs().mean() / dz + 1e-3)
-        # stylization: texture statistics of the painting, structure of the photo
-        if b["painting"] is not None:
-            target = [torch.stack([self.style_grams[k - 1][i] for k in b["kinds"]])
-                      for i in range(len(self.style_grams[0]))]
-            losses["style"] = cfg.style_weight * style_loss(self.features(out[sty]), target)
-            losses["structure"] = cfg.structure_weight * F.l1_loss(
-                sobel(heads["L"][sty].float()), sobel(b["L"][sty]))
-        if cfg.adv_weight:
-            real = torch.cat([b["rgb"][:b["n_nat"] - pairs]] +
-                             ([b["painting"]] if b["painting"] is not None else []))
-            real_style = torch.cat([b["style"][:b["n_nat"] - pairs], b["style"][sty]])
-            fake = torch.cat([out[:b["n_nat"] - pairs], out[sty]])
-            with autocast:
-                losses["adv"] = cfg.adv_weight * hinge_g(self.D(fake, real_style))
-        loss_g = sum(losses.values())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        if cfg.adv_weight:
-            with autocast:
-                loss_d = hinge_d(self.D(real, real_style), self.D(fake.detach(), real_style))
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
-            losses["d"] = loss_d
-        self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
 
     def run(self, on_log=print):
         out = Path(self.cfg.out)
@@ -274,9 +106,9 @@ class Trainer:
             if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                 row = {"step": self.step, "seconds": round(time.time() - started, 1),
                        **{k: round(v / count, 4) for k, v in sums.items()}}
-                self.log.append(row)
-                with open(out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                if self.cfg.eval_every and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                    row.update(self.validate())
+                self.write_log(row)
                 on_log(row)
                 sums, count = {}, 0
             if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
@@ -284,15 +116,287 @@ class Trainer:
         return out / "last.pt"
 
 
-def train(preset="cpu", resume=None, **overrides):
-    """Train a preset, or resume a checkpoint with its own config (``steps`` etc. may be raised)."""
+# -- colour -----------------------------------------------------------------------------------
+
+@dataclass
+class ColorConfig:
+    data: str = ""                 # folder with train/ (and styles/); default ../shared/data
+    out: str = "runs/color"
+    cache: str = ""                # feature cache folder; default OUT/../cache-<encoder>
+    pretrained: bool = True        # False: a random frozen VGG16, the control
+    steps: int = 4000
+    batch: int = 16
+    lr: float = 5e-4
+    crop: int = 192
+    short_sides: tuple = (256, 208)
+    max_images: int = 0
+    width8: int = 192
+    width4: int = 96
+    blocks8: int = 2
+    blocks4: int = 2
+    reg_weight: float = 4.0
+    p_none: float = 0.3            # share of crops trained without hints
+    z_share: float = 0.25          # share of crops trained with a random latent
+    ms_weight: float = 0.02        # mode seeking (Mao et al. 2019): different z, different colours
+    seed: int = 0
+    log_every: int = 25
+    eval_every: int = 250
+    ckpt_every: int = 250
+    threads: int = 0
+    split_mb: int = 0
+
+
+class ColorTrainer(Run):
+    """Trains the colour decoder on features of the frozen encoder, computed once (cache)."""
+
+    kind = "color"
+
+    def __init__(self, cfg: ColorConfig):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        root = Path(cfg.data) if cfg.data else D.default_data_dir()
+        train_files, val_files = D.split(root / "train")
+        if cfg.max_images:
+            train_files, val_files = train_files[:cfg.max_images], val_files[:max(4, cfg.max_images // 8)]
+        encoder_name = "pretrained" if cfg.pretrained else "random"
+        cache = Path(cfg.cache) if cfg.cache else Path(cfg.out).parent / f"cache-{encoder_name}-{cfg.crop}"
+        parts = [(f"train-{side}", train_files, side) for side in cfg.short_sides]
+        parts.append((f"val-{cfg.short_sides[0]}", val_files, cfg.short_sides[0]))
+        encoder = None
+        for i, (name, files, side) in enumerate(parts):
+            if not (cache / name / "meta.json").exists():
+                encoder = encoder or VGG16("conv4_3", pretrained=cfg.pretrained)
+                D.build_feature_cache(files, cache / name, encoder, cfg.crop, side, cfg.seed + i)
+        self.train_cache = D.join_caches([D.open_feature_cache(cache / name) for name, _, _ in parts[:-1]])
+        self.val_cache = D.open_feature_cache(cache / parts[-1][0])
+        self.rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.args = ColorArgs(pretrained=cfg.pretrained, width8=cfg.width8, width4=cfg.width4,
+                              blocks8=cfg.blocks8, blocks4=cfg.blocks4)
+        self.net = ColorDecoder(self.args)
+        sample = self.rng.choice(len(self.train_cache["rgb"]), min(256, len(self.train_cache["rgb"])), replace=False)
+        batch = self.load(np.sort(sample))
+        self.net.set_feature_stats(batch["feats"])
+        ab4 = F.avg_pool2d(batch["ab"], 4).numpy()
+        self.class_weights = torch.from_numpy(ab_prior([ab4], self.net.bins.numpy()))
+        self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
+        self.step, self.log = 0, []
+
+    def load(self, idx, cache=None):
+        cache = cache or self.train_cache
+        rgb = torch.from_numpy(cache["rgb"][idx].transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        L, ab = lab_inputs(rgb)
+        feats = {k: torch.from_numpy(cache[k][idx].astype(np.float32)) for k in COLOR_FEATURES}
+        return {"L": L, "ab": ab, "feats": feats}
+
+    def state(self):
+        return {"kind": self.kind, "args": as_dict(self.args), "config": as_dict(self.cfg),
+                "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "class_weights": self.class_weights, "step": self.step, "rng": rng_state(self.rng),
+                "log": self.log}
+
+    def load_state(self, ck):
+        self.net.load_state_dict(ck["net"])
+        self.opt.load_state_dict(ck["opt"])
+        self.class_weights = ck["class_weights"]
+        self.step, self.log = ck["step"], ck["log"]
+        set_rng_state(self.rng, ck["rng"])
+
+    def train_step(self):
+        cfg, rng = self.cfg, self.rng
+        idx = np.sort(rng.choice(len(self.train_cache["rgb"]), cfg.batch, replace=False))
+        b = self.load(idx)
+        hints = torch.from_numpy(D.sample_hints(rng, b["ab"].numpy(), p_none=cfg.p_none))
+        z = torch.zeros(cfg.batch, self.args.z_dim)
+        varied = rng.random(cfg.batch) < cfg.z_share
+        z[varied] = torch.from_numpy(rng.standard_normal((int(varied.sum()), self.args.z_dim)).astype(np.float32))
+        cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
+        logits, reg = self.net(b["feats"], b["L"], hints, z)
+        ab4 = F.avg_pool2d(b["ab"], 4)
+        losses = {"class": class_loss(logits, ab4, self.net.bins, self.class_weights),
+                  "reg": cfg.reg_weight * F.smooth_l1_loss(reg, ab4, beta=0.05)}
+        if cfg.ms_weight:
+            # mode seeking on two crops: the same input under two latents must differ
+            pair = slice(0, 2)
+            z2 = torch.randn(2, self.args.z_dim)
+            feats2 = {k: v[pair] for k, v in b["feats"].items()}
+            logits2, reg2 = self.net(feats2, b["L"][pair], hints[pair], z2)
+            d = (self.net.decode(logits[pair], reg[pair]) - self.net.decode(logits2, reg2)).abs().mean()
+            losses["ms"] = cfg.ms_weight / (d / (z[pair] - z2).abs().mean() + 1e-3)
+        loss = sum(losses.values())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def validate(self, count=128):
+        """Held-out cross-entropy (unweighted, as the calibration notes report it) and the error
+        and colourfulness of the decoded colours, without hints, at 1/4 resolution."""
+        n = min(count, len(self.val_cache["rgb"]))
+        ce, err, sat, sat_gt = [], [], [], []
+        for start in range(0, n, 32):
+            idx = np.arange(start, min(n, start + 32))
+            b = self.load(idx, self.val_cache)
+            hints = torch.zeros(len(idx), 3, *b["L"].shape[-2:])
+            logits, reg = self.net(b["feats"], b["L"], hints, torch.zeros(len(idx), self.args.z_dim))
+            ab4 = F.avg_pool2d(b["ab"], 4)
+            ce.append(float(class_loss(logits, ab4, self.net.bins, None)) * len(idx))
+            ab = self.net.decode(logits, reg)
+            err.append(float(((ab - ab4) ** 2).mean()) * len(idx))
+            sat.append(float(ab.norm(dim=1).mean()) * len(idx))
+            sat_gt.append(float(ab4.norm(dim=1).mean()) * len(idx))
+        return {"val_ce": round(sum(ce) / n, 4), "val_ab_mse": round(sum(err) / n, 5),
+                "val_chroma_ratio": round(sum(sat) / sum(sat_gt), 3)}
+
+
+# -- style ------------------------------------------------------------------------------------
+
+@dataclass
+class StyleConfig:
+    data: str = ""
+    out: str = "runs/style"
+    styles: list = field(default_factory=lambda: list(ALL_STYLES))
+    steps: int = 6000
+    batch: int = 8                 # crops per step; one of them trains natural (the identity)
+    crop: int = 160
+    stroke_size: int = 384         # photos and paintings are seen at this long side
+    max_images: int = 0
+    lr: float = 1e-3
+    widths: tuple = (24, 48, 96)
+    res_blocks: int = 5
+    style_weight: float = 1.0
+    texture_weight: float = 0.5
+    content_weight: float = 1.0
+    identity_weight: float = 10.0
+    adv_weight: float = 0.02
+    seed: int = 0
+    log_every: int = 25
+    eval_every: int = 0
+    ckpt_every: int = 250
+    threads: int = 0
+    split_mb: int = 0
+
+
+class StyleTrainer(Run):
+    kind = "style"
+
+    def __init__(self, cfg: StyleConfig):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        root = Path(cfg.data) if cfg.data else D.default_data_dir()
+        train_files, _ = D.split(root / "train")
+        if cfg.max_images:
+            train_files = train_files[:cfg.max_images]
+        self.photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in train_files]
+        self.photos = [p for p in self.photos if min(p.shape[:2]) >= cfg.crop]
+        paintings = D.load_paintings(root / "styles", cfg.styles, cfg.stroke_size, cfg.crop)
+        self.rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.args = StyleArgs(styles=["natural"] + list(cfg.styles), widths=tuple(cfg.widths),
+                              res_blocks=cfg.res_blocks, stroke_size=cfg.stroke_size)
+        self.net = StyleNet(self.args)
+        self.D = MultiScaleDiscriminator(len(self.args.styles))
+        self.vgg = VGG16("conv4_2")
+        self.paintings = paintings
+        with torch.no_grad():
+            self.targets = [gram_targets(self.vgg, torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float())
+                            for p in paintings]
+        self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(0.5, 0.99))
+        self.step, self.log = 0, []
+
+    def state(self):
+        return {"kind": self.kind, "args": as_dict(self.args), "config": as_dict(self.cfg),
+                "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "D": self.D.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "step": self.step, "rng": rng_state(self.rng), "log": self.log}
+
+    def load_state(self, ck):
+        self.net.load_state_dict(ck["net"])
+        self.opt.load_state_dict(ck["opt"])
+        self.D.load_state_dict(ck["D"])
+        self.opt_d.load_state_dict(ck["opt_d"])
+        self.step, self.log = ck["step"], ck["log"]
+        set_rng_state(self.rng, ck["rng"])
+
+    def batch(self):
+        cfg, rng = self.cfg, self.rng
+        photo = torch.from_numpy(D.random_crops(rng, self.photos, cfg.batch, cfg.crop))
+        # the style graph sees colorized pictures: anything from gray to full colour
+        L, ab = lab_inputs(photo)
+        sat = torch.from_numpy(rng.uniform(0, 1.1, (cfg.batch, 1, 1, 1)).astype(np.float32))
+        lab = torch.cat([L * 100, ab * 110 * sat], 1).permute(0, 2, 3, 1)
+        x = lab_to_rgb(lab).permute(0, 3, 1, 2).clamp(0, 1)
+        kinds = rng.integers(1, len(self.args.styles), cfg.batch)
+        kinds[0] = 0   # one natural crop per batch: the identity
+        style = F.one_hot(torch.from_numpy(kinds), len(self.args.styles)).float()
+        painting = torch.from_numpy(np.stack([D.random_crops(rng, [self.paintings[k - 1]], 1, cfg.crop)[0]
+                                              for k in kinds[1:]]))
+        return x, style, kinds, painting
+
+    def train_step(self):
+        cfg = self.cfg
+        x, style, kinds, painting = self.batch()
+        cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
+        cosine_lr(self.opt_d, cfg.lr, self.step, cfg.steps)
+        out = self.net(x, style)
+        sty = slice(1, None)
+        losses = {"identity": cfg.identity_weight * F.l1_loss(out[0], x[0])}
+        feats = self.vgg(out[sty], STYLE_LAYERS + ("relu4_2",))
+        with torch.no_grad():
+            content_target = self.vgg(x[sty], ("relu4_2",))["relu4_2"]
+        targets = [self.targets[k - 1] for k in kinds[1:]]
+        losses["style"] = cfg.style_weight * style_loss(feats, [t["rgb"] for t in targets])
+        if cfg.texture_weight:
+            losses["texture"] = cfg.texture_weight * style_loss(
+                self.vgg(luminance_image(out[sty]), STYLE_LAYERS),
+                [t["texture"] for t in targets])
+        losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"], content_target)
+        if cfg.adv_weight:
+            losses["adv"] = cfg.adv_weight * hinge_g(self.D(out[sty], style[sty]))
+        loss = sum(losses.values())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if cfg.adv_weight:
+            loss_d = hinge_d(self.D(painting, style[sty]), self.D(out[sty].detach(), style[sty]))
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            losses["d"] = loss_d
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def validate(self):
+        return {}
+
+
+TRAINERS = {"color": (ColorConfig, ColorTrainer), "style": (StyleConfig, StyleTrainer)}
+
+
+def make_config(kind, **overrides):
+    config_cls = TRAINERS[kind][0]
+    known = {f.name for f in fields(config_cls)}
+    cfg = config_cls()
+    values = {k: (tuple(v) if isinstance(getattr(cfg, k), tuple) else v)
+              for k, v in overrides.items() if k in known and v is not None}
+    return replace(cfg, **values)
+
+
+def train(kind, resume=None, **overrides):
+    """Train the colour decoder or the style network, or resume a checkpoint with its own config
+    (``steps`` etc. may be raised)."""
     if resume:
-        saved = load_checkpoint(resume)["config"]
-        saved.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = make_config(saved.pop("preset"), **saved)
+        ck = load_checkpoint(resume)
+        kind = ck["kind"]
+        cfg = make_config(kind, **{**ck["config"], **{k: v for k, v in overrides.items() if v is not None}})
     else:
-        cfg = make_config(preset, **overrides)
-    trainer = Trainer(cfg)
+        cfg = make_config(kind, **overrides)
+    trainer = TRAINERS[kind][1](cfg)
     if resume:
-        trainer.load(resume)
+        trainer.load_state(ck)
     return trainer.run()

@@ -1,8 +1,13 @@
-"""Losses: rebalanced ab classification, hint-aware regression, random-feature style, structure."""
+"""Losses: rebalanced ab classification (colour), VGG16 Gram style and texture, content, hinge GAN."""
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from ..color import rgb_to_lab
+from .perception import gram
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CONTENT_LAYER = "relu4_2"
 
 
 def ab_prior(ab_batches, bins, sigma=5.0 / 110, uniform_mix=0.5):
@@ -20,65 +25,49 @@ def ab_prior(ab_batches, bins, sigma=5.0 / 110, uniform_mix=0.5):
     return (w / (p * w).sum()).astype(np.float32)
 
 
-def soft_targets(ab4, bins, sigma=5.0 / 110):
+def soft_targets(ab, bins, sigma=5.0 / 110):
     """Gaussian soft encoding of ground-truth ab (N,2,h,w) over the bins -> N,Q,h,w."""
-    d2 = ((ab4[:, None] - bins[None, :, :, None, None]) ** 2).sum(2)
+    d2 = ((ab[:, None] - bins[None, :, :, None, None]) ** 2).sum(2)
     return torch.softmax(-d2 / (2 * sigma ** 2), 1)
 
 
-def class_loss(logits, ab, bins, weights):
-    """Rebalanced cross-entropy at the logits' (1/4) resolution."""
-    ab4 = F.adaptive_avg_pool2d(ab, logits.shape[-2:])
-    target = soft_targets(ab4, bins)
-    w = weights[target.argmax(1)]
+def class_loss(logits, ab, bins, weights=None):
+    """Cross-entropy against soft-encoded ab at the logits' resolution; rebalanced by ``weights``
+    (per bin) when given."""
+    target = soft_targets(ab, bins)
     ce = -(target * F.log_softmax(logits.float(), 1)).sum(1)
-    return (w * ce).mean()
+    if weights is not None:
+        ce = ce * weights[target.argmax(1)]
+    return ce.mean()
 
 
-def sobel(x):
-    k = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=x.device, dtype=x.dtype) / 8
-    gx = F.conv2d(x, k[None, None], padding=1)
-    gy = F.conv2d(x, k.t()[None, None], padding=1)
-    return torch.cat([gx, gy], 1)
+def luminance_image(rgb):
+    """Lightness only (L*/100), each image's mean moved to 0.5, as three equal channels: what the
+    texture loss and score see, so that a colour tint cannot pass for texture."""
+    L = rgb_to_lab(rgb.permute(0, 2, 3, 1))[..., 0][:, None] / 100
+    return (L - L.mean((2, 3), keepdim=True) + 0.5).expand(-1, 3, -1, -1)
 
 
-class RandomFeatures(nn.Module):
-    """A fixed, randomly initialised multi-scale conv net. Gram matrices of random features
-    capture texture nearly as well as VGG's (Ustyuzhaninov et al. 2017), and need no download."""
-
-    def __init__(self, widths=(32, 64, 128), seed=1234):
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.weights = nn.ParameterList()
-        cin = 3
-        for i, cout in enumerate(widths):
-            k = 5 if i == 0 else 3
-            w = torch.randn(cout, cin, k, k, generator=gen) * (2 / (cin * k * k)) ** 0.5
-            self.weights.append(nn.Parameter(w, requires_grad=False))
-            cin = cout
-
-    def forward(self, rgb):
-        feats, x = [], rgb * 2 - 1
-        for i, w in enumerate(self.weights):
-            if i:
-                x = F.avg_pool2d(x, 2)
-            x = F.relu(F.conv2d(x, w, padding=w.shape[-1] // 2))
-            feats.append(x)
-        return feats
+def gram_targets(vgg, painting):
+    """Gram matrices of a painting (1,3,H,W) at the style layers, in colour and in luminance."""
+    rgb = vgg(painting, STYLE_LAYERS)
+    lum = vgg(luminance_image(painting), STYLE_LAYERS)
+    return {"rgb": [gram(rgb[k])[0] for k in STYLE_LAYERS],
+            "texture": [gram(lum[k])[0] for k in STYLE_LAYERS]}
 
 
-def gram(f):
-    n, c, h, w = f.shape
-    f = f.float().reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (h * w)
-
-
-def style_loss(feats, target_grams):
-    """Mean squared Gram distance per layer, each normalised by its target's size."""
+def style_loss(feats, targets):
+    """Squared Gram distance relative to the target's size, per layer, averaged. ``targets`` is
+    one list of per-layer Gram matrices per sample."""
     loss = 0
-    for f, tg in zip(feats, target_grams):
-        loss = loss + ((gram(f) - tg) ** 2).mean((1, 2)) / (tg ** 2).mean((1, 2)).clamp_min(1e-8)
-    return loss.mean()
+    for i, layer in enumerate(STYLE_LAYERS):
+        t = torch.stack([tg[i] for tg in targets])
+        loss = loss + ((gram(feats[layer]) - t) ** 2).sum((1, 2)) / (t ** 2).sum((1, 2)).clamp_min(1e-12)
+    return loss.mean() / len(STYLE_LAYERS)
+
+
+def content_loss(f, target):
+    return F.mse_loss(f, target) / (target ** 2).mean().clamp_min(1e-8)
 
 
 def hinge_d(real_outs, fake_outs):

@@ -1,10 +1,9 @@
-"""The generator (colorize + stylize in one pass) and the multi-scale discriminator.
+"""The v2 generator: a colour network that sees through a frozen VGG16 and a style network with
+conditional instance norm, plus the multi-scale discriminator used for the styles.
 
-No layer uses statistics over the image (no batch, instance or group norm): every
-output pixel depends only on its receptive field and on the style/z vector, so tiles
-computed separately agree wherever their receptive fields agree, and tiled inference
-has no seams. Style and z enter through FiLM (a per-channel scale and shift computed
-from the condition vector), the spatially uniform part of conditional instance norm.
+Both networks run at a *working resolution* (the pipeline brings the result to full resolution
+with the input's own detail), so the style network may use instance norm: it always sees the
+whole picture, never a tile.
 """
 from dataclasses import asdict, dataclass, field
 
@@ -14,8 +13,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..color import lab_to_rgb, rgb_to_lab
+from .perception import VGG16
 
-AB_SCALE = 110.0  # contract: hints carry a*/110, b*/110
+AB_SCALE = 110.0  # contract: hints and ab carry a*/110, b*/110
+COLOR_FEATURES = ("relu2_2", "relu3_3", "relu4_3")
 
 
 def ab_bins(step=10.0):
@@ -30,120 +31,218 @@ def ab_bins(step=10.0):
     return np.stack([a[inside], b[inside]], -1).astype(np.float32)
 
 
+def as_dict(args):
+    d = asdict(args)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# -- colour ---------------------------------------------------------------------------------
+
 @dataclass
-class GeneratorArgs:
-    styles: list = field(default_factory=lambda: ["natural"])
+class ColorArgs:
+    pretrained: bool = True     # False: the same VGG16 with random weights (the control)
+    encoder_width: int = 64     # a random encoder may be narrower (small test models)
+    width8: int = 192           # decoder width at 1/8 and 1/4 of the working resolution
+    width4: int = 96
+    blocks8: int = 2
+    blocks4: int = 2
     z_dim: int = 8
-    widths: tuple = (16, 32, 64, 96)
-    res_blocks: int = 4
-    cond_dim: int = 64
     bin_step: float = 10.0
     temperature: float = 0.38   # annealed mean of the ab distribution (Zhang et al. 2016)
-    class_mix: float = 0.5      # output ab = mix * annealed class mean + (1 - mix) * regression
-
-    def to_dict(self):
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
+    class_mix: float = 1.0      # ab = mix · annealed class mean + (1 − mix) · regression head
 
 
-class FiLMConv(nn.Module):
-    """conv -> per-channel scale/shift from the condition -> LeakyReLU."""
+def pool_hints(hints, k):
+    """Hints (a, b, mask) averaged over k×k cells: the mean colour of the hinted pixels and the
+    fraction of the cell that is hinted."""
+    mask = hints[:, 2:3]
+    cover = F.avg_pool2d(mask, k)
+    ab = F.avg_pool2d(hints[:, :2] * mask, k) / cover.clamp_min(1e-6)
+    return torch.cat([ab * (cover > 0), cover], 1)
 
-    def __init__(self, cin, cout, cond_dim, stride=1, dilation=1, act=True):
+
+class ZBlock(nn.Module):
+    """Residual block whose second conv is modulated by the latent z (FiLM, zero-initialised, so
+    z = 0 is exactly the unmodulated network)."""
+
+    def __init__(self, ch, z_dim, dilation=1):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation)
-        self.film = nn.Linear(cond_dim, 2 * cout)
+        self.a = nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation)
+        self.b = nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation)
+        self.film = nn.Linear(z_dim, 2 * ch, bias=False)
         nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        self.act = act
 
-    def forward(self, x, cond):
-        gamma, beta = self.film(cond)[:, :, None, None].chunk(2, 1)
-        x = self.conv(x) * (1 + gamma) + beta
-        return F.leaky_relu(x, 0.2) if self.act else x
+    def forward(self, x, z):
+        gamma, beta = self.film(z)[:, :, None, None].chunk(2, 1)
+        y = self.b(F.leaky_relu(self.a(x), 0.2)) * (1 + gamma) + beta
+        return x + 0.5 * F.leaky_relu(y, 0.2)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, ch, cond_dim, dilation):
+class ColorDecoder(nn.Module):
+    """VGG16 features of the luminance (+ hints, z) -> ab distribution at 1/4 resolution."""
+
+    def __init__(self, args: ColorArgs):
         super().__init__()
-        self.a = FiLMConv(ch, ch, cond_dim, dilation=dilation)
-        self.b = FiLMConv(ch, ch, cond_dim, dilation=dilation, act=False)
-        self.scale = nn.Parameter(torch.tensor(0.1))
+        self.args = args
+        c8, c4 = args.width8, args.width4
+        # per-channel feature statistics, set once from data (set_feature_stats): raw VGG
+        # activations range over hundreds, and unnormalised they train badly
+        e = args.encoder_width
+        for name, ch in zip(COLOR_FEATURES, (2 * e, 4 * e, 8 * e)):
+            self.register_buffer(f"mean_{name}", torch.zeros(ch))
+            self.register_buffer(f"std_{name}", torch.ones(ch))
+        self.in8 = nn.Conv2d(8 * e, c8, 1)
+        self.mix8 = nn.Conv2d(c8 + 3, c8, 3, padding=1)
+        self.blocks8 = nn.ModuleList(ZBlock(c8, args.z_dim, 1 + i % 2) for i in range(args.blocks8))
+        self.up4 = nn.Conv2d(c8, c4, 1)
+        self.in4 = nn.Conv2d(4 * e, c4, 1)
+        self.in2 = nn.Conv2d(2 * e, c4, 1)
+        self.mix4 = nn.Conv2d(c4 + 4, c4, 3, padding=1)
+        self.blocks4 = nn.ModuleList(ZBlock(c4, args.z_dim, 1 + i % 2) for i in range(args.blocks4))
+        bins = torch.from_numpy(ab_bins(args.bin_step)) / AB_SCALE
+        self.register_buffer("bins", bins, persistent=False)
+        self.head_class = nn.Conv2d(c4, len(bins), 1)
+        self.head_reg = nn.Conv2d(c4, 2, 1)
 
-    def forward(self, x, cond):
-        return x + self.scale * self.b(self.a(x, cond), cond)
+    def set_feature_stats(self, feats):
+        for name in COLOR_FEATURES:
+            f = feats[name].float()
+            getattr(self, f"mean_{name}").copy_(f.mean((0, 2, 3)))
+            getattr(self, f"std_{name}").copy_(f.std((0, 2, 3)).clamp_min(1e-3))
+
+    def norm(self, feats, name):
+        f = feats[name].float()
+        return (f - getattr(self, f"mean_{name}")[:, None, None]) / getattr(self, f"std_{name}")[:, None, None]
+
+    def forward(self, feats, L, hints, z):
+        """feats: relu2_2 pooled to 1/4, relu3_3 (1/4), relu4_3 (1/8). Returns (logits, ab_reg)
+        at 1/4 resolution."""
+        x = F.leaky_relu(self.in8(self.norm(feats, "relu4_3")), 0.2)
+        x = F.leaky_relu(self.mix8(torch.cat([x, pool_hints(hints, 8)], 1)), 0.2)
+        for block in self.blocks8:
+            x = block(x, z)
+        x = F.interpolate(self.up4(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = F.leaky_relu(x + self.in4(self.norm(feats, "relu3_3")) + self.in2(self.norm(feats, "relu2_2")), 0.2)
+        x = torch.cat([x, pool_hints(hints, 4), F.avg_pool2d(L, 4) - 0.5], 1)
+        x = F.leaky_relu(self.mix4(x), 0.2)
+        for block in self.blocks4:
+            x = block(x, z)
+        return self.head_class(x), torch.tanh(self.head_reg(x))
+
+    def decode(self, logits, ab_reg, temperature=None, class_mix=None):
+        """The annealed mean of the class distribution, mixed with the regression head."""
+        t = self.args.temperature if temperature is None else temperature
+        mix = self.args.class_mix if class_mix is None else class_mix
+        # softmax over the last axis + matmul: ONNX Runtime runs this far faster than a softmax
+        # over the channel axis of NCHW followed by an einsum
+        prob = torch.softmax(logits.permute(0, 2, 3, 1) / t, -1)
+        ab_class = (prob @ self.bins).permute(0, 3, 1, 2)
+        return mix * ab_class + (1 - mix) * ab_reg
 
 
-class Generator(nn.Module):
-    """(L, hints, style, z) -> sRGB, as in the model contract; also returns the heads for the losses."""
+def gray_srgb(L):
+    """L*/100 -> the sRGB value of a gray of that lightness: what the encoder sees in a gray photo."""
+    lab = torch.cat([L * 100, torch.zeros_like(L), torch.zeros_like(L)], 1)
+    return lab_to_rgb(lab.permute(0, 2, 3, 1))[..., :1].permute(0, 3, 1, 2).clamp(0, 1)
+
+
+def encoder_features(vgg, L):
+    """The decoder's inputs from the frozen encoder, which sees L (N,1,H,W in [0,1]) as a gray photo."""
+    f = vgg(gray_srgb(L), COLOR_FEATURES)
+    f["relu2_2"] = F.avg_pool2d(f["relu2_2"], 2)
+    return f
+
+
+class ColorNet(nn.Module):
+    """The colour graph: (L, hints, z) at the working resolution -> ab (a/110, b/110), same size."""
 
     multiple = 8
 
-    def __init__(self, args: GeneratorArgs):
+    def __init__(self, args: ColorArgs):
         super().__init__()
         self.args = args
-        w0, w1, w2, w3 = args.widths
-        c = args.cond_dim
-        self.cond = nn.Sequential(nn.Linear(len(args.styles) + args.z_dim, c), nn.LeakyReLU(0.2),
-                                  nn.Linear(c, c), nn.LeakyReLU(0.2))
-        self.e1 = FiLMConv(4, w0, c)
-        self.e2 = FiLMConv(w0, w1, c, stride=2)
-        self.e2b = FiLMConv(w1, w1, c)
-        self.e4 = FiLMConv(w1, w2, c, stride=2)
-        self.e4b = FiLMConv(w2, w2, c)
-        self.e8 = FiLMConv(w2, w3, c, stride=2)
-        dil = [1, 2, 4, 8, 1, 2, 4, 8]
-        self.res = nn.ModuleList(ResBlock(w3, c, dil[i % len(dil)]) for i in range(args.res_blocks))
-        self.u4 = nn.Conv2d(w3, w2, 1)
-        self.d4 = FiLMConv(w2 + 3, w2, c)   # + pooled hints: a short path for the artist's colours
-        self.d4b = FiLMConv(w2, w2, c)
-        self.u2 = nn.Conv2d(w2, w1, 1)
-        self.d2 = FiLMConv(w1, w1, c)
-        bins = torch.from_numpy(ab_bins(args.bin_step)) / AB_SCALE
-        self.register_buffer("bins", bins, persistent=False)
-        self.head_class = nn.Conv2d(w2, len(bins), 1)
-        self.head_reg = nn.Conv2d(w2, 2, 1)
-        self.head_lum = nn.Conv2d(w1, 1, 3, padding=1)
-        self.head_ab = nn.Conv2d(w1, 2, 3, padding=1)   # stylization's own chroma detail at 1/2
-        for head in (self.head_lum, self.head_ab):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        self.encoder = VGG16("conv4_3", pretrained=args.pretrained, width=args.encoder_width)
+        self.decoder = ColorDecoder(args)
 
-    def forward(self, L, hints, style, z, heads=False):
-        cond = self.cond(torch.cat([style, z], 1))
-        x1 = self.e1(torch.cat([L - 0.5, hints], 1), cond)
-        x2 = self.e2b(self.e2(x1, cond), cond)
-        x4 = self.e4b(self.e4(x2, cond), cond)
-        x = self.e8(x4, cond)
-        for block in self.res:
-            x = block(x, cond)
-        x = F.interpolate(self.u4(x), scale_factor=2.0, mode="bilinear", align_corners=False) + x4
-        x = self.d4b(self.d4(torch.cat([x, F.avg_pool2d(hints, 4) * 4], 1), cond), cond)
-        logits = self.head_class(x)
-        # softmax over the last axis + matmul: ONNX Runtime runs this ~15× faster than a softmax
-        # over the channel axis of NCHW followed by an einsum
-        prob = torch.softmax(logits.permute(0, 2, 3, 1) / self.args.temperature, -1)
-        ab_class = (prob @ self.bins).permute(0, 3, 1, 2)
-        ab_reg = torch.tanh(self.head_reg(x))
-        ab4 = self.args.class_mix * ab_class + (1 - self.args.class_mix) * ab_reg
-        y = F.interpolate(self.u2(x), scale_factor=2.0, mode="bilinear", align_corners=False) + x2
-        y = self.d2(y, cond)
-        # Natural colorization (all weight on style 0) keeps
-        # luminance exactly; stylization may change it, in proportion to its strength.
-        stylized = (1 - style[:, :1])[:, :, None, None]
-        ab = F.interpolate(ab4, scale_factor=4.0, mode="bilinear", align_corners=False)
-        ab = ab + stylized * F.interpolate(0.5 * torch.tanh(self.head_ab(y)), scale_factor=2.0,
-                                           mode="bilinear", align_corners=False)
-        dL = F.interpolate(0.5 * torch.tanh(self.head_lum(y)), scale_factor=2.0, mode="bilinear",
-                           align_corners=False)
-        L_out = (L + stylized * dL).clamp(0, 1)
-        lab = torch.cat([L_out * 100, ab * AB_SCALE], 1)
-        rgb = lab_to_rgb(lab.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).clamp(0, 1)
-        if heads:
-            return rgb, {"logits": logits, "ab_reg": ab_reg, "ab": ab, "L": L_out}
-        return rgb
+    def forward(self, L, hints, z):
+        logits, ab_reg = self.decoder(encoder_features(self.encoder, L), L, hints, z)
+        ab4 = self.decoder.decode(logits, ab_reg)
+        return F.interpolate(ab4, scale_factor=4.0, mode="bilinear", align_corners=False)
 
+
+# -- style ----------------------------------------------------------------------------------
+
+@dataclass
+class StyleArgs:
+    styles: list = field(default_factory=lambda: ["natural"])
+    widths: tuple = (24, 48, 96)
+    res_blocks: int = 5
+    stroke_size: int = 384      # long side of the working picture at stroke scale 1
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift are the style weights' mix of one pair per style
+    (Dumoulin et al. 2017): mixing weights interpolate between styles."""
+
+    def __init__(self, ch, n_styles):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(n_styles, ch))
+        self.beta = nn.Parameter(torch.zeros(n_styles, ch))
+
+    def forward(self, x, style):
+        x = F.instance_norm(x, eps=1e-5)
+        return x * (style @ self.gamma)[:, :, None, None] + (style @ self.beta)[:, :, None, None]
+
+
+class StyleConv(nn.Module):
+    def __init__(self, cin, cout, n_styles, k=3, stride=1, act=True):
+        super().__init__()
+        self.pad = k // 2
+        self.conv = nn.Conv2d(cin, cout, k, stride)
+        self.norm = CondInstanceNorm(cout, n_styles)
+        self.act = act
+
+    def forward(self, x, style):
+        x = self.norm(self.conv(F.pad(x, [self.pad] * 4, mode="reflect")), style)
+        return F.relu(x) if self.act else x
+
+
+class StyleNet(nn.Module):
+    """The style graph (Johnson et al. 2016 with conditional instance norm): colorized sRGB at the
+    stroke resolution + style weights -> stylized sRGB. Natural (style 0) is trained as the
+    identity; the pipeline skips this graph when only natural is asked for."""
+
+    multiple = 4
+
+    def __init__(self, args: StyleArgs):
+        super().__init__()
+        self.args = args
+        n = len(args.styles)
+        w0, w1, w2 = args.widths
+        self.c1 = StyleConv(3, w0, n, k=9)
+        self.d1 = StyleConv(w0, w1, n, stride=2)
+        self.d2 = StyleConv(w1, w2, n, stride=2)
+        self.res = nn.ModuleList(nn.ModuleList([StyleConv(w2, w2, n), StyleConv(w2, w2, n, act=False)])
+                                 for _ in range(args.res_blocks))
+        self.u1 = StyleConv(w2, w1, n)
+        self.u2 = StyleConv(w1, w0, n)
+        self.out = nn.Conv2d(w0, 3, 9)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, rgb, style):
+        x = self.d2(self.d1(self.c1(rgb * 2 - 1, style), style), style)
+        for a, b in self.res:
+            x = x + b(a(x, style), style)
+        x = self.u1(F.interpolate(x, scale_factor=2.0, mode="nearest"), style)
+        x = self.u2(F.interpolate(x, scale_factor=2.0, mode="nearest"), style)
+        delta = self.out(F.pad(x, [4] * 4, mode="reflect"))
+        # a change in logit space: zero is the identity, and the output stays inside [0, 1]
+        p = rgb.clamp(0.004, 0.996)
+        return torch.sigmoid(torch.log(p / (1 - p)) + delta)
+
+
+# -- discriminator --------------------------------------------------------------------------
 
 class PatchDiscriminator(nn.Module):
     """Spectral-norm PatchGAN with a projection term per style (Miyato & Koyama 2018)."""
@@ -171,10 +270,7 @@ class MultiScaleDiscriminator(nn.Module):
         self.nets = nn.ModuleList(PatchDiscriminator(n_styles, width) for _ in range(scales))
 
     def forward(self, rgb, style):
-        outs = []
-        for i, net in enumerate(self.nets):
-            outs.append(net(F.avg_pool2d(rgb, 2 ** i) if i else rgb, style))
-        return outs
+        return [net(F.avg_pool2d(rgb, 2 ** i) if i else rgb, style) for i, net in enumerate(self.nets)]
 
 
 def lab_inputs(rgb):

@@ -67,17 +67,20 @@ def preprocess(rgb):
 class VGG16(nn.Module):
     """VGG16 convolutions up to ``last`` (e.g. "conv4_3"); forward returns the ReLU outputs named in
     ``outputs`` ("relu3_3", …). ``pretrained=False`` gives the same network with random weights
-    (He initialisation, fixed seed): the control for "does pretraining help"."""
+    (He initialisation, fixed seed): the control for "does pretraining help"; a random one may
+    also be narrower (``width`` channels in block 1 instead of 64), for small test models."""
 
-    def __init__(self, last="conv4_3", pretrained=True, seed=0):
+    def __init__(self, last="conv4_3", pretrained=True, seed=0, width=64):
         super().__init__()
+        if pretrained and width != 64:
+            raise ValueError("the pretrained VGG16 has width 64")
         self.names = LAYERS[:LAYERS.index(last) + 1]
         weights = read_weights() if pretrained else None
         gen = torch.Generator().manual_seed(seed)
         self.convs = nn.ModuleDict()
         cin = 3
         for name in self.names:
-            cout = 64 * 2 ** min(int(name[4]) - 1, 3)
+            cout = width * 2 ** min(int(name[4]) - 1, 3)
             conv = nn.Conv2d(cin, cout, 3, padding=1)
             with torch.no_grad():
                 if weights:

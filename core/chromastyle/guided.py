@@ -1,0 +1,84 @@
+"""Edge-aware classical steps around the network: propagating values from a few pixels along the
+luminance (Levin, Lischinski & Weiss 2004) and bringing a low-resolution field to full resolution
+along the full-resolution luminance's edges (fast guided filter, He & Sun 2015)."""
+import numpy as np
+
+
+def levin_propagate(L, values, mask):
+    """Colorization using Optimization (Levin et al. 2004), for any per-pixel values.
+
+    L: H×W lightness (0..100); values: H×W×C, read where ``mask`` (H×W bool) is set; elsewhere
+    neighbouring pixels of similar lightness get similar values: minimise Σ_r (u_r − Σ_s w_rs u_s)²
+    with the masked pixels fixed, w_rs ∝ exp(−(Y_r − Y_s)² / σ_r²) over each 3×3 window. Returns
+    H×W×C (zeros where nothing is given).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    h, w = L.shape
+    c = values.shape[-1]
+    if not mask.any():
+        return np.zeros((h, w, c))
+    y = L.astype(np.float64) / 100
+    n = h * w
+    idx = np.arange(n).reshape(h, w)
+    pad = np.pad(y, 1, mode="edge")
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
+    # pixels outside the image (edge padding) get no weight
+    valid = np.stack([((np.arange(h)[:, None] + dy >= 0) & (np.arange(h)[:, None] + dy < h) &
+                       (np.arange(w)[None] + dx >= 0) & (np.arange(w)[None] + dx < w)) for dy, dx in shifts])
+    # as the authors' getColorExact.m: σ² = 0.6·var of the window, at least enough that the
+    # closest neighbour keeps weight 0.01, and at least 2e-6
+    count = valid.sum(0) + 1
+    mean = (np.where(valid, neigh, 0).sum(0) + y) / count
+    var = (np.where(valid, (neigh - mean) ** 2, 0).sum(0) + (y - mean) ** 2) / count
+    d2 = (neigh - y[None]) ** 2
+    closest = np.where(valid, d2, np.inf).min(0)
+    sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
+    wts = np.exp(-d2 / sigma2[None]) * valid
+    wts /= wts.sum(0, keepdims=True)
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(n)]
+    fixed = mask.ravel()
+    for k, (dy, dx) in enumerate(shifts):
+        ok = valid[k].ravel() & ~fixed
+        src = idx.ravel()[ok]
+        dst = np.clip(np.arange(h)[:, None] + dy, 0, h - 1) * w + np.clip(np.arange(w)[None] + dx, 0, w - 1)
+        rows.append(src)
+        cols.append(dst.ravel()[ok])
+        vals.append(-wts[k].ravel()[ok])
+    A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    b = np.where(fixed[:, None], values.reshape(n, c), 0.0)
+    return splu(A).solve(b).reshape(h, w, c)
+
+
+def box(x, r):
+    """Mean over (2r+1)² windows, edges mirrored (OpenCV's default border)."""
+    import cv2
+
+    return cv2.blur(x, (2 * r + 1, 2 * r + 1))
+
+
+def guided_upsample(guide, guide_low, values_low, radius=2, eps=1e-3):
+    """Fast guided filter: fit values_low ≈ a·guide_low + b in each (2r+1)² window of the low
+    resolution, smooth a and b, bring them to the guide's size and apply them to the full-resolution
+    guide. Edges of the values follow the guide's edges; flat areas stay smooth.
+
+    guide: H×W float32 (e.g. L*/100); guide_low: h×w, the guide at the values' resolution;
+    values_low: h×w×C. Returns H×W×C float32.
+    """
+    import cv2
+
+    I = guide_low.astype(np.float32)
+    p = values_low.astype(np.float32)
+    mean_I = box(I, radius)
+    var_I = box(I * I, radius) - mean_I ** 2
+    mean_p = box(p, radius)
+    cov = box(p * I[..., None], radius) - mean_p * mean_I[..., None]
+    a = cov / (var_I[..., None] + eps)
+    b = mean_p - a * mean_I[..., None]
+    size = guide.shape[1], guide.shape[0]
+    a = cv2.resize(box(a, radius), size, interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(box(b, radius), size, interpolation=cv2.INTER_LINEAR)
+    a, b = a.reshape(guide.shape + (-1,)), b.reshape(guide.shape + (-1,))
+    return a * guide.astype(np.float32)[..., None] + b
