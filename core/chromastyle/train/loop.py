@@ -124,6 +124,7 @@ class ColorConfig:
     out: str = "runs/color"
     cache: str = ""                # feature cache folder; default OUT/../cache-<encoder>
     pretrained: bool = True        # False: a random frozen VGG16, the control
+    encoder_width: int = 64        # a random encoder may be narrower (tests)
     steps: int = 4000
     batch: int = 16
     lr: float = 5e-4
@@ -161,19 +162,21 @@ class ColorTrainer(Run):
             train_files, val_files = train_files[:cfg.max_images], val_files[:max(4, cfg.max_images // 8)]
         encoder_name = "pretrained" if cfg.pretrained else "random"
         cache = Path(cfg.cache) if cfg.cache else Path(cfg.out).parent / f"cache-{encoder_name}-{cfg.crop}"
+        if cfg.encoder_width != 64:
+            cache = cache.with_name(cache.name + f"-w{cfg.encoder_width}")
         parts = [(f"train-{side}", train_files, side) for side in cfg.short_sides]
         parts.append((f"val-{cfg.short_sides[0]}", val_files, cfg.short_sides[0]))
         encoder = None
         for i, (name, files, side) in enumerate(parts):
             if not (cache / name / "meta.json").exists():
-                encoder = encoder or VGG16("conv4_3", pretrained=cfg.pretrained)
+                encoder = encoder or VGG16("conv4_3", pretrained=cfg.pretrained, width=cfg.encoder_width)
                 D.build_feature_cache(files, cache / name, encoder, cfg.crop, side, cfg.seed + i)
         self.train_cache = D.join_caches([D.open_feature_cache(cache / name) for name, _, _ in parts[:-1]])
         self.val_cache = D.open_feature_cache(cache / parts[-1][0])
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.args = ColorArgs(pretrained=cfg.pretrained, width8=cfg.width8, width4=cfg.width4,
-                              blocks8=cfg.blocks8, blocks4=cfg.blocks4)
+        self.args = ColorArgs(pretrained=cfg.pretrained, encoder_width=cfg.encoder_width, width8=cfg.width8,
+                              width4=cfg.width4, blocks8=cfg.blocks8, blocks4=cfg.blocks4)
         self.net = ColorDecoder(self.args)
         sample = self.rng.choice(len(self.train_cache["rgb"]), min(256, len(self.train_cache["rgb"])), replace=False)
         batch = self.load(np.sort(sample))
