@@ -35,7 +35,7 @@ def make_tiny_model(folder, styles=("natural", "alpha", "beta")):
     decoder, style = ColorDecoder(color_args), StyleNet(style_args)
     with torch.no_grad():  # zero-initialised layers would make style and z ineffective
         for name, p in [*decoder.named_parameters(), *style.named_parameters()]:
-            if "film" in name or "out." in name or "gamma" in name or "beta" in name:
+            if "film" in name or "out." in name or "affine" in name or "natural" in name:
                 p.normal_(0, 0.3)
     save_checkpoint({"kind": "color", "args": as_dict(color_args), "net": decoder.state_dict()}, folder / "color.pt")
     save_checkpoint({"kind": "style", "args": as_dict(style_args), "net": style.state_dict()}, folder / "style.pt")

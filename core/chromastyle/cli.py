@@ -112,6 +112,9 @@ def build_parser():
     e.add_argument("--class-mix", type=float, help="share of the class decoding vs the regression head")
     e.add_argument("--register", type=Path, metavar="REGISTRY",
                    help="update the files' sha256 and size in this registry.toml")
+    e.add_argument("--sweep", action="store_true",
+                   help="only print PSNR and colourfulness of each decoding (temperature, class mix) on "
+                        "validation photos 41–100 (eval uses the first 40) and exit")
 
     ev = sub.add_parser("eval", help="hint sweep, style and diversity tables + a sample sheet")
     ev.add_argument("model")
@@ -335,6 +338,17 @@ def cmd_export(args):
     for ckpt in (args.color, args.style):
         if not ckpt.is_file():
             raise UserError(f"checkpoint {ckpt} does not exist")
+    if args.sweep:
+        from .evaluate import validation_photos
+        from .train.export import decoding_sweep
+
+        photos = validation_photos(None, 100)[1][40:]
+        table, truth, gray = decoding_sweep(args.color, photos)
+        print(f"{len(photos)} photos, 0 hints; gray {gray:.2f} dB; ground-truth colourfulness {truth:.1f}")
+        print("| temperature | class mix | PSNR | colourfulness | % of truth |\n|---|---|---|---|---|")
+        for (t, m), (p, c) in table.items():
+            print(f"| {t} | {m} | {p:.2f} | {c:.1f} | {100 * c / truth:.0f} |")
+        return
     decoding = {k: v for k, v in (("temperature", args.temperature), ("class_mix", args.class_mix)) if v is not None}
     print(f"wrote {export(args.color, args.style, args.output, fp16=not args.fp32, **decoding)}")
     if args.register:

@@ -133,3 +133,37 @@ def register(model_dir, registry_path):
         new = re.sub(r"size = \d+", f"size = {path.stat().st_size}", new, count=1)
         entry = entry[:block.start()] + new + entry[block.end():]
     registry_path.write_text(text[:start] + entry + text[end:])
+
+
+def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1.0), mixes=(0.5, 0.75, 1.0)):
+    """PSNR (8-bit RGB, input luminance kept) and colourfulness without hints for each decoding of
+    a colour checkpoint on ``photos`` (H×W×3 in [0, 1]), to choose the temperature and class mix at
+    export. Returns {(temperature, mix): (psnr, colourfulness)}, the photos' colourfulness and the
+    PSNR of a gray image (a*b* = 0)."""
+    import torch.nn.functional as F
+
+    from .. import metrics as M
+    from ..color import lab_to_rgb, rgb_to_lab
+    from ..guided import guided_upsample
+    from .nets import encoder_features
+
+    net, _ = load_color(color_ckpt)
+    scores = {(t, m): [] for t in temperatures for m in mixes}
+    truth, gray = [], []
+    for rgb in photos:
+        lab = rgb_to_lab(rgb.astype(np.float64))
+        L = (lab[..., 0] / 100).astype(np.float32)
+        truth.append(M.colorfulness(rgb))
+        gray.append(M.psnr(M.to_uint8(M.with_luminance(np.repeat(rgb.mean(-1, keepdims=True), 3, -1), lab[..., 0])),
+                           M.to_uint8(rgb)))
+        x = torch.from_numpy(L)[None, None]
+        with torch.no_grad():
+            logits, reg = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
+                                      torch.zeros(1, net.args.z_dim))
+            for t, m in scores:
+                ab = F.interpolate(net.decoder.decode(logits, reg, t, m), scale_factor=4.0, mode="bilinear",
+                                   align_corners=False)[0].numpy().transpose(1, 2, 0)
+                ab = guided_upsample(L, L, ab) * 110
+                out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)
+                scores[t, m].append((M.psnr(M.to_uint8(out), M.to_uint8(rgb)), M.colorfulness(out)))
+    return {k: tuple(np.mean(v, 0)) for k, v in scores.items()}, float(np.mean(truth)), float(np.mean(gray))

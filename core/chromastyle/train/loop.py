@@ -17,7 +17,7 @@ from ..color import lab_to_rgb
 from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
                      hinge_g, luminance_image, style_loss)
 from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
-                   StyleNet, as_dict, lab_inputs)
+                   StyleNet, as_dict, lab_inputs, style_descriptor)
 from .perception import VGG16
 
 ALL_STYLES = [
@@ -264,20 +264,20 @@ class StyleConfig:
     styles: list = field(default_factory=lambda: list(ALL_STYLES))
     steps: int = 6000
     batch: int = 8                 # crops per step; one of them trains natural (the identity)
-    crop: int = 160
+    crop: int = 128
     stroke_size: int = 384         # photos and paintings are seen at this long side
     max_images: int = 0
     lr: float = 1e-3
     widths: tuple = (24, 48, 96)
     res_blocks: int = 5
     style_weight: float = 1.0
-    texture_weight: float = 0.5
+    texture_weight: float = 1.0
     content_weight: float = 1.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
     seed: int = 0
     log_every: int = 25
-    eval_every: int = 0
+    eval_every: int = 250
     ckpt_every: int = 250
     threads: int = 0
     split_mb: int = 0
@@ -301,13 +301,15 @@ class StyleTrainer(Run):
         torch.manual_seed(cfg.seed)
         self.args = StyleArgs(styles=["natural"] + list(cfg.styles), widths=tuple(cfg.widths),
                               res_blocks=cfg.res_blocks, stroke_size=cfg.stroke_size)
+        self.vgg = VGG16("conv4_2")
         self.net = StyleNet(self.args)
         self.D = MultiScaleDiscriminator(len(self.args.styles))
-        self.vgg = VGG16("conv4_2")
         self.paintings = paintings
         with torch.no_grad():
-            self.targets = [gram_targets(self.vgg, torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float())
-                            for p in paintings]
+            tensors = [torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float() for p in paintings]
+            self.targets = [gram_targets(self.vgg, t) for t in tensors]
+            self.net.set_descriptors(torch.cat([style_descriptor(self.vgg, t) for t in tensors]))
+        self.val_photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in D.split(root / "train")[1][:2]]
         self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(0.5, 0.99))
         self.step, self.log = 0, []
@@ -374,8 +376,26 @@ class StyleTrainer(Run):
         self.step += 1
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    @torch.no_grad()
     def validate(self):
-        return {}
+        """A sheet of two validation photos × natural and four styles in the run folder, and how far
+        natural is from the identity on them."""
+        from PIL import Image
+
+        names = [n for n in ("starry_night", "great_wave", "the_scream", "composition_vii") if n in self.args.styles]
+        names = names or self.args.styles[1:5]
+        rows, identity = [], []
+        for img in self.val_photos:
+            x = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float()
+            cells = [self.net(x, F.one_hot(torch.tensor([self.args.styles.index(n)]), len(self.args.styles)).float())
+                     for n in ["natural"] + names]
+            identity.append(float((cells[0] - x).abs().mean()))
+            rows.append(torch.cat([x] + cells, 3)[0])
+        width = min(r.shape[2] for r in rows)
+        sheet = torch.cat([r[:, :min(r.shape[1] for r in rows), :width] for r in rows], 1)
+        Image.fromarray((sheet.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+            Path(self.cfg.out) / f"sheet-{self.step:05d}.jpg", quality=85)
+        return {"val_identity_l1": round(float(np.mean(identity)), 4)}
 
 
 TRAINERS = {"color": (ColorConfig, ColorTrainer), "style": (StyleConfig, StyleTrainer)}

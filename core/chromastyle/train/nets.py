@@ -178,64 +178,98 @@ class StyleArgs:
     widths: tuple = (24, 48, 96)
     res_blocks: int = 5
     stroke_size: int = 384      # long side of the working picture at stroke scale 1
+    cond_dim: int = 64
+    descriptor_dim: int = 1920  # VGG16 channel means and deviations, relu1_1 … relu4_1
+
+
+def style_descriptor(vgg, painting):
+    """What the style network knows of a painting: the mean and standard deviation of each channel
+    of its VGG16 features at relu1_1 … relu4_1 (the statistics AdaIN matches), 1×1920."""
+    feats = vgg(painting, ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in feats.values()], 1)
 
 
 class CondInstanceNorm(nn.Module):
-    """Instance norm whose scale and shift are the style weights' mix of one pair per style
-    (Dumoulin et al. 2017): mixing weights interpolate between styles."""
+    """Instance norm with a scale and shift computed from the style condition (conditional
+    instance norm, Dumoulin et al. 2017, with the parameters predicted as in Ghiasi et al. 2017)."""
 
-    def __init__(self, ch, n_styles):
+    def __init__(self, ch, cond_dim):
         super().__init__()
-        self.gamma = nn.Parameter(torch.ones(n_styles, ch))
-        self.beta = nn.Parameter(torch.zeros(n_styles, ch))
+        self.affine = nn.Linear(cond_dim, 2 * ch)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
 
-    def forward(self, x, style):
-        x = F.instance_norm(x, eps=1e-5)
-        return x * (style @ self.gamma)[:, :, None, None] + (style @ self.beta)[:, :, None, None]
+    def forward(self, x, cond):
+        gamma, beta = self.affine(cond)[:, :, None, None].chunk(2, 1)
+        return F.instance_norm(x, eps=1e-5) * (1 + gamma) + beta
 
 
 class StyleConv(nn.Module):
-    def __init__(self, cin, cout, n_styles, k=3, stride=1, act=True):
+    def __init__(self, cin, cout, cond_dim, k=3, stride=1, act=True):
         super().__init__()
         self.pad = k // 2
         self.conv = nn.Conv2d(cin, cout, k, stride)
-        self.norm = CondInstanceNorm(cout, n_styles)
+        self.norm = CondInstanceNorm(cout, cond_dim)
         self.act = act
 
-    def forward(self, x, style):
-        x = self.norm(self.conv(F.pad(x, [self.pad] * 4, mode="reflect")), style)
+    def forward(self, x, cond):
+        x = self.norm(self.conv(F.pad(x, [self.pad] * 4, mode="reflect")), cond)
         return F.relu(x) if self.act else x
 
 
 class StyleNet(nn.Module):
     """The style graph (Johnson et al. 2016 with conditional instance norm): colorized sRGB at the
-    stroke resolution + style weights -> stylized sRGB. Natural (style 0) is trained as the
-    identity; the pipeline skips this graph when only natural is asked for."""
+    stroke resolution + style weights -> stylized sRGB.
+
+    Each painting is known by its descriptor (``style_descriptor``, fixed, set by the trainer); a
+    shared layer maps descriptors to embeddings, the weights mix the embeddings, and an MLP turns
+    the mix into every instance norm's scale and shift. Sharing makes all styles learn from every
+    step (one table of parameters per style learns only when its style is drawn), and a picture
+    the network never saw can be described the same way. ``natural`` has a learned embedding and
+    is trained as the identity; the pipeline skips this graph when only natural is asked for."""
 
     multiple = 4
 
     def __init__(self, args: StyleArgs):
         super().__init__()
         self.args = args
-        n = len(args.styles)
+        c = args.cond_dim
         w0, w1, w2 = args.widths
-        self.c1 = StyleConv(3, w0, n, k=9)
-        self.d1 = StyleConv(w0, w1, n, stride=2)
-        self.d2 = StyleConv(w1, w2, n, stride=2)
-        self.res = nn.ModuleList(nn.ModuleList([StyleConv(w2, w2, n), StyleConv(w2, w2, n, act=False)])
+        self.register_buffer("descriptors", torch.zeros(len(args.styles), args.descriptor_dim))
+        self.register_buffer("descriptor_mean", torch.zeros(args.descriptor_dim))
+        self.register_buffer("descriptor_std", torch.ones(args.descriptor_dim))
+        self.embed = nn.Linear(args.descriptor_dim, c)
+        self.natural = nn.Parameter(torch.zeros(c))
+        self.cond = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(c, c), nn.LeakyReLU(0.2))
+        self.c1 = StyleConv(3, w0, c, k=9)
+        self.d1 = StyleConv(w0, w1, c, stride=2)
+        self.d2 = StyleConv(w1, w2, c, stride=2)
+        self.res = nn.ModuleList(nn.ModuleList([StyleConv(w2, w2, c), StyleConv(w2, w2, c, act=False)])
                                  for _ in range(args.res_blocks))
-        self.u1 = StyleConv(w2, w1, n)
-        self.u2 = StyleConv(w1, w0, n)
+        self.u1 = StyleConv(w2, w1, c)
+        self.u2 = StyleConv(w1, w0, c)
         self.out = nn.Conv2d(w0, 3, 9)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def set_descriptors(self, descriptors):
+        """descriptors: one row per painting (styles[1:])."""
+        d = descriptors.float()
+        self.descriptor_mean.copy_(d.mean(0))
+        self.descriptor_std.copy_(d.std(0).clamp_min(1e-3) if len(d) > 1 else torch.ones_like(d[0]))
+        self.descriptors[1:] = d
+
+    def embeddings(self):
+        paintings = self.embed((self.descriptors[1:] - self.descriptor_mean) / self.descriptor_std)
+        return torch.cat([self.natural[None], paintings])
+
     def forward(self, rgb, style):
-        x = self.d2(self.d1(self.c1(rgb * 2 - 1, style), style), style)
+        cond = self.cond(style @ self.embeddings())
+        x = self.d2(self.d1(self.c1(rgb * 2 - 1, cond), cond), cond)
         for a, b in self.res:
-            x = x + b(a(x, style), style)
-        x = self.u1(F.interpolate(x, scale_factor=2.0, mode="nearest"), style)
-        x = self.u2(F.interpolate(x, scale_factor=2.0, mode="nearest"), style)
+            x = x + b(a(x, cond), cond)
+        x = self.u1(F.interpolate(x, scale_factor=2.0, mode="nearest"), cond)
+        x = self.u2(F.interpolate(x, scale_factor=2.0, mode="nearest"), cond)
         delta = self.out(F.pad(x, [4] * 4, mode="reflect"))
         # a change in logit space: zero is the identity, and the output stays inside [0, 1]
         p = rgb.clamp(0.004, 0.996)
