@@ -30,7 +30,7 @@ def add_run_options(p):
     p.add_argument("--seed", type=int, help="variation seed (default: the canonical result)")
     p.add_argument("--model", help="registry name or a .onnx/.pt file (default: the default model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | rocm | directml | coreml")
-    p.add_argument("--tile", type=int, default=1024, help="tile size in pixels (memory bound)")
+    p.add_argument("--tile", type=int, help=argparse.SUPPRESS)   # ignored: kept so old scripts still run
     p.add_argument("--max-pixels", type=int, help="refuse larger images (decompression-bomb guard)")
 
 
@@ -39,7 +39,7 @@ def options_from_args(args):
 
     keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
     opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
-                   model=args.model, device=args.device, tile=args.tile)
+                   model=args.model, device=args.device)
     try:
         opts.check()
     except UserError as e:
@@ -186,13 +186,14 @@ def cmd_run(args):
     except UserError as e:
         raise UsageError(str(e)) from None
     outs = output_paths(args.inputs, args.output, args.variations)
+    imaging.refuse_collisions((src, dst) for src, targets in zip(args.inputs, outs) for dst in targets)
     read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     failures, written, total = [], 0, len(args.inputs) * args.variations
     bar = tqdm(total=total, unit="image", disable=total < 2)
     for src, targets in zip(args.inputs, outs):
         try:
             picture = imaging.read_image(src, **read_opts)
-            hints = imaging.hints_from_file(args.hints, picture.size) if args.hints else None
+            hints = imaging.hints_from_file(args.hints, picture.size, **read_opts) if args.hints else None
             for v, dst in enumerate(targets):
                 seed = opts.seed if args.variations == 1 else (opts.seed or 0) + v + 1
                 result = pipeline.run(picture, hints, options=dataclasses.replace(opts, seed=seed))
@@ -203,6 +204,9 @@ def cmd_run(args):
             failures.append((src, str(e)))
             if len(args.inputs) == 1:
                 raise
+        except Exception as e:  # noqa: BLE001 — one file's failure must not end the run
+            logging.getLogger("chromastyle").info("%s failed:", src, exc_info=True)
+            failures.append((src, f"internal error: {type(e).__name__}: {e} (run with -v for details)"))
     bar.close()
     print(f"wrote {targets[0]}" if total == 1 else f"wrote {written} image(s) to {args.output}")
     for src, why in failures:
@@ -235,6 +239,8 @@ def cmd_batch(args):
                              stabilize=args.stabilize, strength=args.stabilize_strength, backend=args.backend,
                              ray_address=args.ray_address, progress=progress, max_pixels=args.max_pixels)
     bar.close()
+    for src, why in report.redone:
+        print(f"chromastyle: processed again: {src}: {why}", file=sys.stderr)
     print(f"{len(report.done)} written, {len(report.skipped)} already done, {len(report.failed)} failed "
           f"in {report.seconds:.1f} s -> {args.output}")
     for src, why in report.failed:
