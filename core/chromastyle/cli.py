@@ -131,13 +131,20 @@ def build_parser():
         w.add_argument("--host", default="127.0.0.1")
         w.add_argument("--port", type=int, default=0)
         w.add_argument("--state-file", type=Path)
-        w.add_argument("--max-pixels", type=int, default=64_000_000)
+        w.add_argument("--max-pixels", type=int, default=64_000_000,
+                       help="largest job in pixels, whatever a client asks (bounds a job's memory)")
         w.add_argument("--token", help="bearer token (default: a new random one)")
-        w.add_argument("--model", help="model to load at start (default: the default model)")
+        w.add_argument("--model", help="model to load at start and use when a job names none: a registry "
+                                       "name or a file (default: the default model)")
         w.add_argument("--device", default="auto")
         w.add_argument("--log-file", type=Path)
         w.add_argument("--job-lease", type=float, default=120.0,
                        help="cancel a job when no client asked about it for this many seconds")
+        w.add_argument("--models-dir", type=Path,
+                       help="a folder of .onnx models that jobs may name besides the registry's (by their "
+                            "path inside it); jobs can name no other file")
+        w.add_argument("--request-timeout", type=float, default=10.0,
+                       help="seconds a connection may take to send its request headers, or pause")
         act = w.add_mutually_exclusive_group()
         act.add_argument("--stop", action="store_true", help="stop the running worker")
         act.add_argument("--status", action="store_true", help="print the running worker's health")
