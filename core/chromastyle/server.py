@@ -622,13 +622,14 @@ def make_handler(worker, server_ref):
                 try:
                     url = urlparse(self.path)
                     parts = [p for p in url.path.split("/") if p]
+                    if not (method == "GET" and parts == ["v1", "proof"]):   # the only one without a token
+                        self._check_auth()
                     try:
                         query = parse_qs(url.query, max_num_fields=20)
                     except ValueError:
                         raise HttpError(400, "too many query parameters") from None
                     if method == "GET" and parts == ["v1", "proof"]:
                         return self._proof(query)
-                    self._check_auth()
                     self._route(method, parts, query)
                 except HttpError as e:
                     self.close_connection = True   # an unread body would be parsed as the next request
