@@ -86,11 +86,12 @@ def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     path = Path(path)
     with open_regular_file(path) as f, _pillow_limit, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             im = Image.open(f)
-            if im.width * im.height > max_pixels:
+            if im.width * im.height > max_pixels:   # checked here, to say how large it is
                 raise _bomb(path, max_pixels, f"it is {im.width}×{im.height} = {im.width * im.height:,} pixels")
+            Image.MAX_IMAGE_PIXELS = max_pixels    # for what Pillow finds while decoding (GIF frames…)
             yield im, f
         except UserError:
             raise
