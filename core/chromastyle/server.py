@@ -54,9 +54,37 @@ PIXEL_DTYPES = {"uint8": np.dtype("u1"), "uint16": np.dtype("<u2"), "float32": n
 
 
 class HttpError(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status, message, headers=None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
+
+
+def allowed_methods(parts):
+    """The methods of the endpoint at a path (split on "/"), or () when there is none."""
+    if parts[:1] != ["v1"]:
+        return ()
+    route = parts[1:]
+    if route in (["health"], ["openapi.json"], ["models"], ["styles"], ["proof"]):
+        return ("GET",)
+    if route in (["jobs"], ["shutdown"]):
+        return ("POST",)
+    if len(route) == 2 and route[0] == "jobs":
+        return ("GET", "DELETE")
+    if len(route) == 3 and route[0] == "jobs" and route[2] == "result":
+        return ("GET",)
+    return ()
+
+
+def allowed_query(parts, method):
+    """The query parameters an endpoint takes; any other is a 400."""
+    if parts == ["v1", "proof"]:
+        return {"nonce"}
+    if parts == ["v1", "styles"]:
+        return {"model"}
+    if len(parts) == 3 and parts[1] == "jobs" and method == "GET":
+        return {"wait"}
+    return set()
 
 
 # -- what a client may send: the schemas are the validation and the published contract ------------
@@ -625,15 +653,13 @@ def make_handler(worker, server_ref):
                     if not (method == "GET" and parts == ["v1", "proof"]):   # the only one without a token
                         self._check_auth()
                     try:
-                        query = parse_qs(url.query, max_num_fields=20)
+                        query = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
                     except ValueError:
                         raise HttpError(400, "too many query parameters") from None
-                    if method == "GET" and parts == ["v1", "proof"]:
-                        return self._proof(query)
                     self._route(method, parts, query)
                 except HttpError as e:
                     self.close_connection = True   # an unread body would be parsed as the next request
-                    self._send(e.status, {"error": str(e)})
+                    self._send(e.status, {"error": str(e)}, headers=e.headers)
                 except (ConnectionError, TimeoutError):
                     raise
                 except Exception as e:  # never die on a request
@@ -713,8 +739,17 @@ def make_handler(worker, server_ref):
 
         def _route(self, method, parts, query):
             q = worker.queue
-            if parts[:1] != ["v1"]:
-                raise HttpError(404, "unknown path; the API lives under /v1 (see /v1/openapi.json)")
+            allowed = allowed_methods(parts)
+            if not allowed:
+                raise HttpError(404, f"no such endpoint: {self.path[:200]} (the API is in /v1/openapi.json)")
+            if method not in allowed:
+                raise HttpError(405, f"{self.path[:200]} does not take {method}; it takes {', '.join(allowed)}",
+                                headers={"Allow": ", ".join(allowed)})
+            unknown = sorted(set(query) - allowed_query(parts, method))
+            if unknown:
+                raise HttpError(400, f"unknown query parameter(s): {', '.join(map(repr, unknown))[:200]}")
+            if parts == ["v1", "proof"]:
+                return self._proof(query)
             route = parts[1:]
             if method == "GET" and route == ["health"]:
                 return self._send(200, worker.health())
@@ -765,8 +800,7 @@ def make_handler(worker, server_ref):
                 self._send(200, {"status": "stopping"})
                 threading.Thread(target=server_ref[0].shutdown, daemon=True).start()
                 return None
-            raise HttpError(404 if method in ("GET", "POST", "DELETE") else 405,
-                            f"no such endpoint: {method} {self.path[:200]}")
+            raise AssertionError(f"unrouted {method} {self.path[:200]}")   # allowed_methods and this disagree
 
         def do_GET(self):
             self._handle("GET")
@@ -777,8 +811,10 @@ def make_handler(worker, server_ref):
         def do_DELETE(self):
             self._handle("DELETE")
 
-        def do_PUT(self):
-            self._handle("PUT")
+        def __getattr__(self, name):   # do_PUT, do_TRACE, do_QUERY…: 405 with Allow (401 without the token)
+            if name.startswith("do_"):
+                return lambda: self._handle(self.command)
+            raise AttributeError(name)
 
     return Handler
 

@@ -93,6 +93,7 @@ def _alarm(*_):
     raise Hang()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")   # Pillow warns about much of what it is fed here
 def test_mutated_images_never_crash_or_hang(tmp_path):
     corpus = seeds()
     names = sorted(corpus)
