@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 PROTOCOL = "1"
 DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}
@@ -284,7 +285,7 @@ class Client:
         return self._json("GET", "/v1/health")
 
     def styles(self, model=None):
-        return self._json("GET", "/v1/styles" + (f"?model={model}" if model else ""))["styles"]
+        return self._json("GET", "/v1/styles" + (f"?model={quote(model, safe='')}" if model else ""))["styles"]
 
     def models(self):
         return self._json("GET", "/v1/models")["models"]

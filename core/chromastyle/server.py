@@ -499,6 +499,8 @@ _ERRORS = {"401": {**ERROR, "description": "missing or wrong bearer token"},
 
 
 def _responses(ok, **more):
+    """Every operation may answer 400 (an unknown query parameter), 401 and 503, besides its own."""
+    more = {"400": "unknown query parameter", **more}
     return {**ok, **{code: {**ERROR, "description": why} for code, why in more.items()}, **_ERRORS}
 
 
@@ -559,7 +561,7 @@ OPENAPI = {
             "security": [],
             "parameters": [{"name": "nonce", "in": "query", "required": True,
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"}}],
-            "responses": {"200": _json(_ref("Proof")), "400": {**ERROR, "description": "bad nonce"},
+            "responses": {"200": _json(_ref("Proof")), "400": {**ERROR, "description": "bad or no nonce"},
                           "503": _ERRORS["503"]}}},
         "/v1/health": {"get": {"summary": "Worker health, model and providers",
                                "responses": _responses({"200": _json(_ref("Health"))})}},
@@ -569,14 +571,14 @@ OPENAPI = {
                                "responses": _responses({"200": _json(_ref("Models"))})}},
         "/v1/styles": {"get": {"summary": "Styles of a model", "parameters": [
             {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}}],
-            "responses": _responses({"200": _json(_ref("Styles"))}, **{"400": "unknown model"})}},
+            "responses": _responses({"200": _json(_ref("Styles"))}, **{"400": "unknown model or query parameter"})}},
         "/v1/jobs": {"post": {
             "summary": "Submit a job",
             "description": JOB_BODY,
             "requestBody": {"required": True, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}},
             "responses": _responses({"202": _json(_ref("Job"), "queued")}, **{
-                "400": "malformed header, wrong body length, unknown model or style",
+                "400": "malformed header (the message names the field), wrong body length, unknown model or style",
                 "411": "no Content-Length", "413": "above the worker's pixel or header limit"})}},
         "/v1/jobs/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
