@@ -28,7 +28,7 @@ def add_run_options(p):
     keep.add_argument("--keep-colors", action="store_true", help="keep the input's colours (stylize lightness only)")
     p.add_argument("--tileable", action="store_true", help="wrap around edges so textures still tile")
     p.add_argument("--seed", type=int, help="variation seed (default: the canonical result)")
-    p.add_argument("--model", help="registry name or a .onnx/.pt file (default: the default model)")
+    p.add_argument("--model", help="registry name or a model's .onnx file (default: the default model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | rocm | directml | coreml")
     p.add_argument("--tile", type=int, help=argparse.SUPPRESS)   # ignored: kept so old scripts still run
     p.add_argument("--max-pixels", type=int, help="refuse larger images (decompression-bomb guard)")

@@ -133,9 +133,12 @@ class Client:
     # -- connection -----------------------------------------------------------------------
     def _read_state(self):
         try:
-            return json.loads(self.state_file.read_text())
+            state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
+        ok = (isinstance(state, dict) and isinstance(state.get("host"), str) and isinstance(state.get("port"), int)
+              and isinstance(state.get("token"), str))
+        return state if ok else None
 
     def connect(self):
         """Use the running worker, or start one; returns its health. The worker must first prove
@@ -181,7 +184,12 @@ class Client:
         """Start a worker, one starter at a time per state file (a lock file beside it): a client
         that had to wait, e.g. a second host started at the same moment, finds the new worker in the
         state file and uses it instead of starting another."""
-        make_private_dirs(self.state_file.parent)
+        try:
+            make_private_dirs(self.state_file.parent)
+        except OSError as e:
+            raise WorkerError(f"the chromastyle worker could not start: cannot create {self.state_file.parent} "
+                              f"({e.strerror or e}); set CHROMASTYLE_STATE_FILE to a file in a folder you can "
+                              "write") from None
         with self._start_lock():
             self.state = self._read_state()
             if self.state:
@@ -197,7 +205,12 @@ class Client:
     def _start_lock(self):
         path = self.state_file.with_name(self.state_file.name + ".lock")
         deadline = time.monotonic() + self.start_timeout
-        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as f:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise WorkerError(f"the chromastyle worker could not start: cannot create {path} ({e.strerror or e}); "
+                              "set CHROMASTYLE_STATE_FILE to a file in a folder you can write") from None
+        with os.fdopen(fd, "r+b") as f:
             while not _try_lock(f):
                 if time.monotonic() > deadline:
                     raise WorkerError(f"another program has been starting the chromastyle worker for "

@@ -127,3 +127,12 @@ def test_proof_endpoint(tmp_path):
             assert raw(state, "GET", f"/v1/proof?nonce={bad}", token=False)[0] == 400
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", '{"host": "127.0.0.1"}', '{"host": 5, "port": 1, "token": "t"}',
+                                     '{"host": "127.0.0.1", "port": "80", "token": "t"}', "{" * 5000, "\0\xff"])
+def test_broken_state_file_is_no_worker(tmp_path, content):
+    state_file = tmp_path / "worker.json"
+    state_file.write_text(content, errors="surrogateescape")
+    with pytest.raises(WorkerError, match="no chromastyle worker is running"):
+        Client(state_file, autostart=False).connect()
