@@ -647,7 +647,8 @@ def make_handler(worker, server_ref):
 
         def _handle(self, method):
             self.server.deadline(self.connection, None)   # headers are in
-            self.body_left = self.headers.get("Content-Length", "0").strip() not in ("", "0")
+            self.body_left = (self.headers.get("Content-Length", "0").strip() not in ("", "0")
+                              or "Transfer-Encoding" in self.headers)   # unread: the connection must close
             try:
                 try:
                     url = urlparse(self.path)

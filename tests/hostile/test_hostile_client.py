@@ -33,7 +33,7 @@ def test_two_hosts_starting_the_worker_at_once_share_one(tmp_path):
     outs = [p.communicate(timeout=timeout + 60) for p in procs]
     state = json.loads(state_file.read_text())
     try:
-        for p, (out, err) in zip(procs, outs):
+        for p, (_, err) in zip(procs, outs):
             assert p.returncode == 0, err
         pids = {json.loads(out)["pid"] for out, _ in outs}
         assert pids == {state["pid"]}

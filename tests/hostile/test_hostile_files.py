@@ -6,7 +6,6 @@ import io
 import os
 import resource
 import signal
-import stat
 import struct
 import subprocess
 import sys
