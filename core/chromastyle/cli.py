@@ -27,10 +27,11 @@ def add_run_options(p):
     keep.add_argument("--keep-luminance", action="store_true", help="keep the input's lightness (pure colorization)")
     keep.add_argument("--keep-colors", action="store_true", help="keep the input's colours (stylize lightness only)")
     p.add_argument("--tileable", action="store_true", help="wrap around edges so textures still tile")
+    p.add_argument("--stroke-scale", type=float, default=1.0,
+                   help="size of a style's strokes relative to the picture, 0.25..4 (default 1)")
     p.add_argument("--seed", type=int, help="variation seed (default: the canonical result)")
-    p.add_argument("--model", help="registry name or a model's .onnx file (default: the default model)")
+    p.add_argument("--model", help="registry name or a model's color.onnx (default: the default model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | rocm | directml | coreml")
-    p.add_argument("--tile", type=int, help=argparse.SUPPRESS)   # ignored: kept so old scripts still run
     p.add_argument("--max-pixels", type=int, help="refuse larger images (decompression-bomb guard)")
 
 
@@ -39,7 +40,7 @@ def options_from_args(args):
 
     keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
     opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
-                   model=args.model, device=args.device)
+                   model=args.model, device=args.device, stroke_scale=args.stroke_scale)
     try:
         opts.check()
     except UserError as e:

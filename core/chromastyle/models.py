@@ -171,11 +171,12 @@ def local_path(entry, f):
     return cached if cached.is_file() and cached.stat().st_size == f.size else None
 
 
-def verified_path(entry, f):
-    """Where an intact copy of the file is (size and sha256 as registered), or None."""
-    for path in (entry.bundled_path(f), entry.cache_dir() / f.name):
-        if checked(path, f):
-            return path
+def intact_folder(entry):
+    """The folder where every file of the model is as registered (size and sha256), side by side
+    (the main file names the others): the bundled one, else the cache; None when neither is."""
+    for folder in (entry.bundled_path(entry.main_file).parent, entry.cache_dir()):
+        if all(checked(folder / f.name, f) for f in entry.files):
+            return folder
     return None
 
 
@@ -183,10 +184,11 @@ def model_path(name=None, progress=None):
     """Path of a model's main file, after checking every file of the model against the registry
     (a flipped byte is found before the model runs), downloading what is missing or corrupt."""
     entry = get_entry(name)
-    bad = [f.name for f in entry.files if not verified_path(entry, f)]
-    if not bad:
-        return verified_path(entry, entry.main_file)
+    folder = intact_folder(entry)
+    if folder is not None:
+        return folder / entry.main_file.name
     if offline():
+        bad = [f.name for f in entry.files if not checked(entry.cache_dir() / f.name, f)]
         raise ModelError(f"model '{entry.name}' is not downloaded or is corrupt ({', '.join(bad)}: missing, or "
                          "not the registered size and sha256) and CHROMASTYLE_OFFLINE is set; run "
                          f"`chromastyle models verify --fix {entry.name}` while online")
@@ -194,14 +196,19 @@ def model_path(name=None, progress=None):
 
 
 def pull(name=None, progress=None, **download_opts):
+    """Download into the cache every file of the model that is not there intact (unless the bundled
+    copy is whole); returns the main file's path."""
     entry = get_entry(name)
+    folder = intact_folder(entry)
+    if folder is not None:
+        return folder / entry.main_file.name
     for f in entry.files:
-        if verified_path(entry, f):
+        if checked(entry.cache_dir() / f.name, f):
             continue
         if offline():
             raise ModelError(f"cannot download '{entry.name}': CHROMASTYLE_OFFLINE is set")
         download(f.urls, entry.cache_dir() / f.name, f.sha256, f.size, progress=progress, **download_opts)
-    return verified_path(entry, entry.main_file)
+    return entry.cache_dir() / entry.main_file.name
 
 
 def verify(name=None, fix=False):

@@ -156,7 +156,7 @@ def cached_copy(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     lines = ['[[model]]', 'name = "cached-copy"', 'version = "1"', 'license = "test"']
     for f in shipped.files:
-        shutil.copy(models.verified_path(shipped, f), folder / f.name)
+        shutil.copy(models.intact_folder(shipped) / f.name, folder / f.name)
         lines += ['[[model.files]]', f'name = "{f.name}"', f'sha256 = "{f.sha256}"', f'size = {f.size}', 'urls = []']
     (tmp_path / "r.toml").write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("CHROMASTYLE_REGISTRY", str(tmp_path / "r.toml"))
