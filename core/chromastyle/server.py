@@ -154,7 +154,8 @@ def check(value, schema, where):
     if "enum" in schema and value not in schema["enum"]:
         raise HttpError(400, f"{where} must be one of {', '.join(map(json.dumps, schema['enum']))}")
     if kind in ("integer", "number") and not schema.get("minimum", -math.inf) <= value <= schema.get("maximum", math.inf):
-        raise HttpError(400, f"{where} must be from {schema['minimum']} to {schema['maximum']}")
+        raise HttpError(400, f"{where} must be {'an integer' if kind == 'integer' else 'a number'} "
+                             f"from {schema['minimum']} to {schema['maximum']}")
     if kind == "string" and len(value) > schema.get("maxLength", len(value)):
         raise HttpError(400, f"{where} is longer than {schema['maxLength']} characters")
     if kind == "object":
@@ -407,10 +408,13 @@ class Worker:
         d["model"] = self.resolve_model(d.get("model"))
         try:
             opts = pipeline.Options.from_dict(d)
-            model = pipeline.get_model(opts.model, self.device if opts.device == "auto" else opts.device)
-            pipeline.style_vector(opts.styles, model.info.styles)   # unknown styles: say so now, not later
         except (UserError, TypeError, ValueError, OverflowError) as e:
             raise HttpError(400, f"bad options: {e}") from None
+        try:  # unknown styles, or a model that cannot load, are the request's fault: say so now, not later
+            model = pipeline.get_model(opts.model, self.device if opts.device == "auto" else opts.device)
+            pipeline.style_vector(opts.styles, model.info.styles)
+        except UserError as e:
+            raise HttpError(400, str(e)) from None
         if opts.device == "auto":
             opts.device = self.device
         return opts
