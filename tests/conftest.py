@@ -56,12 +56,11 @@ def smooth_image():
     return np.stack([x / w, y / h, 0.5 + 0.3 * np.sin(x / 60) * np.cos(y / 50)], -1).astype(np.float32)
 
 
-def photo(name="pypi_skimagecoffee_0003.jpg", size=None):
-    """A validation photo from the shared data when present, else the bundled sample."""
+def photo(name="coffee.jpg", size=None):
+    """A colour photo shipped with the tests (tests/data), so no test depends on the shared data."""
     from PIL import Image
 
-    path = ROOT.parent / "shared" / "data" / "train" / name
-    im = Image.open(path if path.exists() else SAMPLE).convert("RGB")
+    im = Image.open(ROOT / "tests" / "data" / name).convert("RGB")
     if size:
         im = im.resize(size, Image.LANCZOS)
     return np.asarray(im, np.float32) / 255

@@ -8,12 +8,14 @@ class FileServer:
     """Serves ``content`` at /NAME where NAME picks a behaviour:
     ok, norange, flaky (first 2 requests 503), stall (first request stalls midway),
     truncate (first request closes early), wrong (other bytes), range416 (416 on any Range),
-    slow (small chunks with pauses), down (always 500)."""
+    slow (small chunks with pauses), down (always 500), more (announces and sends 1 MiB more),
+    endless (no Content-Length; the content, then zeros until the client hangs up)."""
 
     def __init__(self, content):
         self.content = content
         self.requests = []   # (path, Range header)
         self.counts = {}
+        self.sent = 0        # bytes written by "endless"
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,6 +32,19 @@ class FileServer:
                     return self.send_error(503 if name == "flaky" else 500)
                 if name == "wrong":
                     body = bytes(b ^ 0xFF for b in body)
+                if name == "more":
+                    body = body + bytes(1 << 20)
+                if name == "endless":
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        self.wfile.write(body)
+                        server.sent += len(body)
+                        while True:
+                            self.wfile.write(bytes(1 << 16))
+                            server.sent += 1 << 16
+                    except OSError:
+                        return
                 if rng and name == "range416":
                     return self.send_error(416)
                 if rng and name not in ("norange",):

@@ -3,6 +3,7 @@ with an optional flow-guided stabilizer for temporally consistent animation."""
 import glob
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ class Report:
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)   # (path, reason)
+    redone: list = field(default_factory=list)   # (path, why its existing output was not trusted)
     seconds: float = 0.0
 
 
@@ -93,10 +95,27 @@ _worker = {}   # in each worker process: the options and the pixel limit of the 
 
 def _init_worker(options, threads, max_pixels=None):
     """In each worker process: one model, a fixed thread count (same results as in-process)."""
+    _exit_with_parent()
     if threads:
         os.environ["CHROMASTYLE_THREADS"] = str(threads)
     _worker.update(options=options, max_pixels=max_pixels or imaging.DEFAULT_MAX_PIXELS)
     pipeline.get_model(options.model, options.device)
+
+
+def _exit_with_parent():
+    """A pool process ends as soon as the batch process that started it is gone, however it
+    ended (SIGKILL included, which no handler sees): its end of a pipe to the parent closes."""
+    import multiprocessing
+    import multiprocessing.connection
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch():
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def infer_file(path):
@@ -129,37 +148,46 @@ def process_frames(frames, options, stabilize=False, strength=0.7, progress=None
 def run_batch(inputs, out_dir, options, workers=1, resume=False, stabilize=False, strength=0.7,
               backend="local", ray_address=None, progress=None, max_pixels=None):
     """Process files in order; outputs are written atomically, so a crash loses at most the frames
-    in flight and --resume skips what is finished."""
+    in flight and --resume skips what is finished (after checking that it is)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = [(Path(src), output_path(src, out_dir)) for src in inputs]
+    imaging.refuse_collisions(pairs)
+    if any(dst.resolve() == src.resolve() for src, dst in pairs):
+        raise UserError("the output folder is the input folder; choose another so no original is overwritten")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {out_dir}: {e.strerror or e}") from None
     report = Report()
     todo = []
-    for src in inputs:
-        dst = output_path(src, out_dir)
-        if dst.exists():
+    for src, dst in pairs:
+        if os.path.lexists(dst):
             if not resume:
                 raise UserError(f"{dst} exists; pass --resume to skip finished frames, or choose an empty folder")
-            report.skipped.append(src)
-        else:
-            todo.append(src)
-    if any(output_path(s, out_dir).resolve() == s.resolve() for s in inputs):
-        raise UserError("the output folder is the input folder; choose another so no original is overwritten")
+            problem = unfinished(src, dst, max_pixels or imaging.DEFAULT_MAX_PIXELS)
+            if problem is None:
+                report.skipped.append(src)
+                continue
+            report.redone.append((src, problem))
+        todo.append(src)
     stab = Stabilizer(strength) if stabilize else None
     if stab and todo and report.skipped:
         _prime_stabilizer(stab, inputs, todo[0], out_dir)
     results = _results(todo, options, workers, backend, ray_address, max_pixels)
     for i, (src, result, error) in enumerate(results):
         if error is None:
-            picture, raw = result
-            out = stab(picture.rgb, raw) if stab else raw
             try:
+                picture, raw = result
+                out = stab(picture.rgb, raw) if stab else raw
                 imaging.write_image(output_path(src, out_dir), imaging.Picture(out, picture.alpha, picture.depth),
                                     inputs=[src])
                 report.done.append(src)
-            except (UserError, OSError) as e:
-                report.failed.append((src, str(e)))
-        else:
+            except UserError as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 — one bad frame must not end a thousand-frame batch
+                error = f"internal error: {type(e).__name__}: {e}"
+        if error is not None:
             report.failed.append((src, error))
             if stab:
                 stab.reset()   # the next frame starts a new run of consistency
@@ -167,6 +195,25 @@ def run_batch(inputs, out_dir, options, workers=1, resume=False, stabilize=False
             progress(i + 1, len(todo))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def unfinished(src, dst, max_pixels=imaging.DEFAULT_MAX_PIXELS):
+    """Why the existing output ``dst`` of ``src`` is not a finished result (None when it is): it
+    must decode completely and have the input's size. An empty or truncated file, e.g. left by a
+    copy or a full disk, is processed again rather than trusted."""
+    try:
+        with imaging.open_image(src, max_pixels) as (im, _):
+            w, h = im.size
+            size = (h, w) if im.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)   # EXIF-turned
+    except UserError:
+        return "its input cannot be read"   # processed again, it fails with the reason
+    try:
+        out = imaging.read_image(dst, max_pixels)
+    except UserError as e:
+        return f"its output was incomplete ({e})"
+    if out.size != size:
+        return f"its output is {out.size[0]}×{out.size[1]}, not {size[0]}×{size[1]}"
+    return None
 
 
 def _prime_stabilizer(stab, inputs, first_todo, out_dir):

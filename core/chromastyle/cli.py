@@ -138,13 +138,20 @@ def build_parser():
         w.add_argument("--host", default="127.0.0.1")
         w.add_argument("--port", type=int, default=0)
         w.add_argument("--state-file", type=Path)
-        w.add_argument("--max-pixels", type=int, default=64_000_000)
+        w.add_argument("--max-pixels", type=int, default=64_000_000,
+                       help="largest job in pixels, whatever a client asks (bounds a job's memory)")
         w.add_argument("--token", help="bearer token (default: a new random one)")
-        w.add_argument("--model", help="model to load at start (default: the default model)")
+        w.add_argument("--model", help="model to load at start and use when a job names none: a registry "
+                                       "name or a file (default: the default model)")
         w.add_argument("--device", default="auto")
         w.add_argument("--log-file", type=Path)
         w.add_argument("--job-lease", type=float, default=120.0,
                        help="cancel a job when no client asked about it for this many seconds")
+        w.add_argument("--models-dir", type=Path,
+                       help="a folder of .onnx models that jobs may name besides the registry's (by their "
+                            "path inside it); jobs can name no other file")
+        w.add_argument("--request-timeout", type=float, default=10.0,
+                       help="seconds a connection may take to send its request headers, or pause")
         act = w.add_mutually_exclusive_group()
         act.add_argument("--stop", action="store_true", help="stop the running worker")
         act.add_argument("--status", action="store_true", help="print the running worker's health")
@@ -193,13 +200,14 @@ def cmd_run(args):
     except UserError as e:
         raise UsageError(str(e)) from None
     outs = output_paths(args.inputs, args.output, args.variations)
+    imaging.refuse_collisions((src, dst) for src, targets in zip(args.inputs, outs) for dst in targets)
     read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     failures, written, total = [], 0, len(args.inputs) * args.variations
     bar = tqdm(total=total, unit="image", disable=total < 2)
     for src, targets in zip(args.inputs, outs):
         try:
             picture = imaging.read_image(src, **read_opts)
-            hints = imaging.hints_from_file(args.hints, picture.size) if args.hints else None
+            hints = imaging.hints_from_file(args.hints, picture.size, **read_opts) if args.hints else None
             for v, dst in enumerate(targets):
                 seed = opts.seed if args.variations == 1 else (opts.seed or 0) + v + 1
                 result = pipeline.run(picture, hints, options=dataclasses.replace(opts, seed=seed))
@@ -210,6 +218,9 @@ def cmd_run(args):
             failures.append((src, str(e)))
             if len(args.inputs) == 1:
                 raise
+        except Exception as e:  # noqa: BLE001 — one file's failure must not end the run
+            logging.getLogger("chromastyle").info("%s failed:", src, exc_info=True)
+            failures.append((src, f"internal error: {type(e).__name__}: {e} (run with -v for details)"))
     bar.close()
     print(f"wrote {targets[0]}" if total == 1 else f"wrote {written} image(s) to {args.output}")
     for src, why in failures:
@@ -242,6 +253,8 @@ def cmd_batch(args):
                              stabilize=args.stabilize, strength=args.stabilize_strength, backend=args.backend,
                              ray_address=args.ray_address, progress=progress, max_pixels=args.max_pixels)
     bar.close()
+    for src, why in report.redone:
+        print(f"chromastyle: processed again: {src}: {why}", file=sys.stderr)
     print(f"{len(report.done)} written, {len(report.skipped)} already done, {len(report.failed)} failed "
           f"in {report.seconds:.1f} s -> {args.output}")
     for src, why in report.failed:

@@ -7,15 +7,20 @@ This file exists once, in the core package; the installers copy it into each plu
     out = client.run(pixels, width, height, channels=3, dtype="uint8",
                      options={"styles": "starry_night:0.8"}, progress=print)
 """
+import contextlib
+import hashlib
+import hmac
 import http.client
 import json
 import os
+import secrets
 import struct
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 PROTOCOL = "1"
 DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}
@@ -61,6 +66,51 @@ def client_config():
         return {}
 
 
+def make_private_dirs(path):
+    """Create the folder ``path`` and its missing parents, readable by the user only (0700).
+    Folders that exist already keep their permissions: /tmp or a shared folder is never changed."""
+    path = Path(path)
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:   # made meanwhile by someone else: theirs, left as it is
+            continue
+        os.chmod(folder, 0o700)   # exactly 0700, whatever the umask
+
+
+def worker_proof(token, nonce, pid):
+    """What the worker answers to a challenge: only the holder of the token can compute it."""
+    return hmac.new(token.encode(), f"chromastyle-worker-proof:{nonce}:{pid}".encode(), hashlib.sha256).hexdigest()
+
+
+def _try_lock(f):
+    try:
+        if os.name == "nt":
+            import msvcrt
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _unlock(f):
+    if os.name == "nt":
+        import msvcrt
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def encode_job(header, pixels, hints=None):
     """Body of POST /v1/jobs: 4-byte big-endian header length, JSON header, pixels[, hints]."""
     head = json.dumps(header).encode()
@@ -83,22 +133,93 @@ class Client:
     # -- connection -----------------------------------------------------------------------
     def _read_state(self):
         try:
-            return json.loads(self.state_file.read_text())
+            state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
+        ok = (isinstance(state, dict) and isinstance(state.get("host"), str) and isinstance(state.get("port"), int)
+              and isinstance(state.get("token"), str))
+        return state if ok else None
 
     def connect(self):
-        """Use the running worker, or start one; returns its health."""
+        """Use the running worker, or start one; returns its health. The worker must first prove
+        that it is the one that wrote the state file (see prove): a stale state file whose port
+        another program has taken since is never sent the token, nor believed."""
         self.state = self._read_state()
+        why = f"no live worker in {self.state_file}"
         if self.state:
             try:
-                return self.health()
-            except WorkerError:
-                self.state = None
+                return self._proven_health()
+            except WorkerError as e:
+                self.state, why = None, str(e)
         if not self.autostart:
-            raise WorkerError(f"no chromastyle worker is running (no live worker in {self.state_file}); "
-                              "start one with `chromastyle serve`")
-        return self._start()
+            raise WorkerError(f"no chromastyle worker is running ({why}); start one with `chromastyle serve`")
+        return self._start_once()
+
+    def _proven_health(self):
+        self.prove()
+        return self.health()
+
+    def prove(self):
+        """Ask the program at the state file's address to answer a fresh challenge with the token
+        (GET /v1/proof needs no token, so none is sent before it has proved itself)."""
+        nonce = secrets.token_hex(16)
+        try:
+            data = self._request("GET", f"/v1/proof?nonce={nonce}", auth=False)[1]
+        except WorkerError as e:
+            if getattr(e, "status", None) is None:
+                raise   # nothing answers there
+            data = b""
+        try:
+            reply = json.loads(data)
+            expected = worker_proof(str(self.state.get("token", "")), nonce, self.state.get("pid", reply["pid"]))
+            ok = hmac.compare_digest(str(reply["proof"]), expected)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise WorkerError(f"the program at {self.state['host']}:{self.state['port']} is not the chromastyle "
+                              f"worker of {self.state_file} (the file is stale and another program has that port, "
+                              "or the worker is of an older version)")
+
+    def _start_once(self):
+        """Start a worker, one starter at a time per state file (a lock file beside it): a client
+        that had to wait, e.g. a second host started at the same moment, finds the new worker in the
+        state file and uses it instead of starting another."""
+        try:
+            make_private_dirs(self.state_file.parent)
+        except OSError as e:
+            raise WorkerError(f"the chromastyle worker could not start: cannot create {self.state_file.parent} "
+                              f"({e.strerror or e}); set CHROMASTYLE_STATE_FILE to a file in a folder you can "
+                              "write") from None
+        with self._start_lock():
+            self.state = self._read_state()
+            if self.state:
+                try:
+                    return self._proven_health()
+                except WorkerError:
+                    self.state = None
+            health = self._start()
+            self.prove()
+            return health
+
+    @contextlib.contextmanager
+    def _start_lock(self):
+        path = self.state_file.with_name(self.state_file.name + ".lock")
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise WorkerError(f"the chromastyle worker could not start: cannot create {path} ({e.strerror or e}); "
+                              "set CHROMASTYLE_STATE_FILE to a file in a folder you can write") from None
+        with os.fdopen(fd, "r+b") as f:
+            while not _try_lock(f):
+                if time.monotonic() > deadline:
+                    raise WorkerError(f"another program has been starting the chromastyle worker for "
+                                      f"{self.start_timeout:.0f} s (it holds {path}); try again")
+                time.sleep(0.1)
+            try:
+                yield
+            finally:
+                _unlock(f)
 
     def _reconnect(self):
         """After the worker went away: start a new one, or wait for whoever restarts it."""
@@ -141,10 +262,12 @@ class Client:
         proc.kill()
         raise WorkerError(f"the chromastyle worker did not answer within {self.start_timeout:.0f} s — see {log}")
 
-    def _request(self, method, path, body=None, headers=None, timeout=None):
+    def _request(self, method, path, body=None, headers=None, timeout=None, auth=True):
         if self.state is None:
             self.connect()
-        h = {"Authorization": f"Bearer {self.state.get('token', '')}", "X-Chromastyle-Client": self.client_id}
+        h = {"X-Chromastyle-Client": self.client_id}
+        if auth:
+            h["Authorization"] = f"Bearer {self.state.get('token', '')}"
         h.update(headers or {})
         conn = http.client.HTTPConnection(self.state["host"], self.state["port"],
                                           timeout=timeout or self.request_timeout)
@@ -175,7 +298,7 @@ class Client:
         return self._json("GET", "/v1/health")
 
     def styles(self, model=None):
-        return self._json("GET", "/v1/styles" + (f"?model={model}" if model else ""))["styles"]
+        return self._json("GET", "/v1/styles" + (f"?model={quote(model, safe='')}" if model else ""))["styles"]
 
     def models(self):
         return self._json("GET", "/v1/models")["models"]

@@ -1,8 +1,12 @@
 """Image I/O, hints, padding, colour merges. numpy + Pillow (+ pypng for 16-bit PNG)."""
 import io
+import logging
 import os
+import stat
 import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +15,8 @@ from PIL import Image, ImageCms, ImageOps
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 200_000_000  # far above 8K; guards against decompression bombs
 _UMASK = os.umask(0o022)
@@ -34,10 +40,10 @@ def _png_bit_depth(head):
     return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 else None
 
 
-def _read_png16(data):
+def _read_png16(f):
     import png  # pypng: Pillow reads 16-bit colour PNGs as 8-bit
 
-    width, height, rows, info = png.Reader(bytes=data).asDirect()
+    width, height, rows, info = png.Reader(file=f).asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
     color = arr[..., :3] if planes >= 3 else np.repeat(arr[..., :1], 3, -1)
@@ -45,32 +51,81 @@ def _read_png16(data):
     return Picture(color.astype(np.float32) / 65535, alpha, 16, planes < 3)
 
 
-def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Read any Pillow image (8/16-bit, float, gray, RGB(A), palette, CMYK) as sRGB."""
-    path = Path(path)
+def open_regular_file(path):
+    """Open ``path`` for reading if it is a regular file. A FIFO would block and a device such as
+    /dev/zero never ends, so both are refused before anything is read."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    if not data:
-        raise UserError(f"{path} is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            if im.width * im.height > max_pixels:
-                raise UserError(f"{path} is {im.width}×{im.height} = {im.width * im.height:,} "
-                                f"pixels, above the limit of {max_pixels:,} (raise --max-pixels "
-                                "if the file is trusted)")
-            if _png_bit_depth(data) == 16:
-                return _read_png16(data)
-            im.load()
-            return _from_pil(ImageOps.exif_transpose(im))
-    except UserError:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe or a device?)"
+            raise UserError(f"cannot read {path}: it is {kind}")
+        if st.st_size == 0:
+            raise UserError(f"{path} is empty")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise UserError(f"cannot read {path} as an image: {e}") from None
+
+
+_pillow_limit = threading.Lock()
+
+
+@contextmanager
+def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Yield ``(PIL image, file)`` for a file whose header says it has at most ``max_pixels``
+    pixels. Every failure of the decoders (untrusted bytes make them raise all kinds of
+    exceptions) becomes a UserError naming the file; nothing is decoded before the size check.
+
+    Pillow has a decompression-bomb limit of its own; while we read, it is ours (--max-pixels)."""
+    path = Path(path)
+    with open_regular_file(path) as f, _pillow_limit, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            im = Image.open(f)
+            if im.width * im.height > max_pixels:   # checked here, to say how large it is
+                raise _bomb(path, max_pixels, f"it is {im.width}×{im.height} = {im.width * im.height:,} pixels")
+            Image.MAX_IMAGE_PIXELS = max_pixels    # for what Pillow finds while decoding (GIF frames…)
+            yield im, f
+        except UserError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _bomb(path, max_pixels, "it decodes to more pixels") from None
+        except Exception as e:   # noqa: BLE001 — decoders of untrusted data raise anything
+            log.debug("reading %s", path, exc_info=True)
+            raise UserError(f"cannot read {path} as an image: {_describe(e)}") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _bomb(path, max_pixels, what):
+    return UserError(f"{path} is too large: {what}, above the limit of {max_pixels:,} "
+                     "(--max-pixels; raise it if the file is trusted)")
+
+
+def _describe(e):
+    text = str(e).strip()
+    if isinstance(e, MemoryError):
+        return "not enough memory to decode it"
+    return f"{text} ({type(e).__name__})" if text else type(e).__name__
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Read any Pillow image (8/16-bit, float, gray, RGB(A), palette, CMYK) as sRGB."""
+    with open_image(path, max_pixels) as (im, f):
+        if im.format == "PNG":
+            f.seek(0)
+            if _png_bit_depth(f.read(26)) == 16:
+                f.seek(0)
+                return _read_png16(f)
+        im.load()
+        return _from_pil(ImageOps.exif_transpose(im))
 
 
 def _to_srgb(im, icc):
@@ -106,7 +161,9 @@ def _from_pil(im):
 
 
 def write_image(path, picture: Picture, inputs=()):
-    """Write atomically (temp file + rename) next to the destination; never over an input."""
+    """Write atomically (temp file + rename) next to the destination; never over an input.
+    Every failure (the parent is a file, no permission, read-only, disk full, the destination is
+    a folder) is a UserError naming the file, and leaves neither a partial output nor a temp file."""
     path = Path(path)
     for src in inputs:
         if Path(src).exists() and path.exists() and os.path.samefile(src, path):
@@ -114,16 +171,49 @@ def write_image(path, picture: Picture, inputs=()):
     suffix = path.suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"):
         raise UserError(f"unsupported output type '{suffix}' for {path}; use .png, .jpg, .tif or .webp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".part", dir=path.parent)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: a folder of that name is in the way")
+    tmp = None
     try:
+        data = encode_image(picture, suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".part", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(encode_image(picture, suffix))
+            f.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; an output is an ordinary file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {_os_reason(e, path)}") from None
+    finally:
+        if tmp is not None and os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def refuse_collisions(pairs):
+    """``pairs`` of (input, output): refuse, before anything runs, when two inputs would write the
+    same output (shot.jpg and shot.png both become shot.png: one result would be lost). Names are
+    compared case-insensitively, as they are on macOS, Windows and most network shares."""
+    first, clashes = {}, []
+    for src, dst in pairs:
+        key = os.path.normcase(os.path.abspath(dst)).casefold()
+        if key in first:
+            clashes.append(f"{first[key]} and {src} would both write {dst}")
+        else:
+            first[key] = src
+    if clashes:
+        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+        raise UserError("; ".join(clashes[:3]) + more + "; nothing was written: rename one of each pair "
+                        "or process them into separate folders")
+
+
+def _os_reason(e, path):
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+    if isinstance(e, IsADirectoryError):
+        return "a folder of that name is in the way"
+    return e.strerror or str(e)
 
 
 def encode_image(picture: Picture, suffix=".png"):
@@ -167,19 +257,21 @@ def hints_from_rgba(rgba):
     return hints
 
 
-def hints_from_file(path, size):
+def hints_from_file(path, size, max_pixels=DEFAULT_MAX_PIXELS):
     """Read a hint image (PNG with alpha; painted where alpha > 0) that must match ``size``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as im:
-                im = ImageOps.exif_transpose(im).convert("RGBA")
-        except (OSError, SyntaxError, ValueError) as e:
-            raise UserError(f"cannot read the hint image {path}: {e}") from None
-    if im.size != tuple(size):
-        raise UserError(f"the hint image {path} is {im.width}×{im.height} but the image is "
-                        f"{size[0]}×{size[1]}; paint the hints on a layer of the same size")
+    w, h = size
+    with open_image(path, max_pixels) as (im, _):
+        if im.size not in ((w, h), (h, w)):   # checked before decoding (EXIF may turn it)
+            raise _size_mismatch(path, im.size, size)
+        im = ImageOps.exif_transpose(im).convert("RGBA")
+    if im.size != (w, h):
+        raise _size_mismatch(path, im.size, size)
     return hints_from_rgba(np.asarray(im))
+
+
+def _size_mismatch(path, got, size):
+    return UserError(f"the hint image {path} is {got[0]}×{got[1]} but the image is "
+                     f"{size[0]}×{size[1]}; paint the hints on a layer of the same size")
 
 
 def parse_color(color):

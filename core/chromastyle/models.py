@@ -8,6 +8,7 @@ touches the network.
 """
 import hashlib
 import os
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -32,8 +33,30 @@ def home_dir():
     return Path(platformdirs.user_cache_dir("chromastyle", appauthor=False))
 
 
+OFFLINE_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                 "": False, "0": False, "false": False, "no": False, "off": False}
+
+
 def offline():
-    return os.environ.get("CHROMASTYLE_OFFLINE", "") not in ("", "0", "false", "no")
+    """CHROMASTYLE_OFFLINE: 1/true/yes/on never touch the network; unset, empty, 0/false/no/off
+    mean online (any case). Anything else is an error rather than a guess."""
+    value = os.environ.get("CHROMASTYLE_OFFLINE", "").strip().lower()
+    if value not in OFFLINE_WORDS:
+        raise UserError(f"CHROMASTYLE_OFFLINE={os.environ['CHROMASTYLE_OFFLINE']!r} is not understood; "
+                        "use 1 (offline) or 0 (online)")
+    return OFFLINE_WORDS[value]
+
+
+# Model names, versions and file names become folder and file names in the cache: one plain name
+# each, never a path ("..", "/", "\\", a drive) that would reach outside it.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def safe_name(value, what):
+    value = str(value)
+    if not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{what} {value!r} is not a plain name (letters, digits, . _ + -, no '..')")
+    return value
 
 
 @dataclass
@@ -82,13 +105,17 @@ def load_registry(paths=None):
             raise UserError(f"cannot read the model registry {path}: {e}") from None
         for m in doc.get("model", []):
             try:
-                files = [ModelFile(f["name"], f["sha256"].lower(), int(f["size"]), list(f.get("urls", [])))
-                         for f in m["files"]]
-                entries[m["name"]] = ModelEntry(m["name"], str(m["version"]), m.get("license", ""),
-                                                files, dict(m.get("styles", {})),
-                                                bool(m.get("default", False)), m.get("description", ""))
-            except (KeyError, TypeError, ValueError) as e:
-                raise UserError(f"registry {path}: model entry {m.get('name', '?')} is incomplete ({e})") from None
+                files = [ModelFile(safe_name(f["name"], "file name"), f["sha256"].lower(), int(f["size"]),
+                                   list(f.get("urls", []))) for f in m["files"]]
+                if not files:
+                    raise ValueError("no files")
+                name = safe_name(m["name"], "model name")
+                entries[name] = ModelEntry(name, safe_name(m["version"], "version"), m.get("license", ""),
+                                           files, dict(m.get("styles", {})),
+                                           bool(m.get("default", False)), m.get("description", ""))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise UserError(f"registry {path}: model entry {m.get('name', '?')!r} is incomplete or "
+                                f"unsafe ({e})") from None
     return entries
 
 
@@ -120,8 +147,23 @@ def file_ok(path, f: ModelFile):
     return path.is_file() and path.stat().st_size == f.size and sha256_of(path) == f.sha256
 
 
+_checked = {}   # (path, size, mtime_ns) -> sha256 matched; each file is hashed once per change
+
+
+def checked(path, f: ModelFile):
+    """Like file_ok, but a file that has not changed since it was last hashed is not hashed again."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _checked:
+        _checked[key] = st.st_size == f.size and sha256_of(path) == f.sha256
+    return _checked[key]
+
+
 def local_path(entry, f):
-    """Where the file is (bundled or cached), verified, or None."""
+    """Where the file is (bundled or cached) with the registered size, or None."""
     bundled = entry.bundled_path(f)
     if bundled.is_file() and bundled.stat().st_size == f.size:
         return bundled
@@ -129,40 +171,58 @@ def local_path(entry, f):
     return cached if cached.is_file() and cached.stat().st_size == f.size else None
 
 
+def intact_folder(entry):
+    """The folder where every file of the model is as registered (size and sha256), side by side
+    (the main file names the others): the bundled one, else the cache; None when neither is."""
+    for folder in (entry.bundled_path(entry.main_file).parent, entry.cache_dir()):
+        if all(checked(folder / f.name, f) for f in entry.files):
+            return folder
+    return None
+
+
 def model_path(name=None, progress=None):
-    """Path of a model's main file, downloading its files into the cache when needed."""
+    """Path of a model's main file, after checking every file of the model against the registry
+    (a flipped byte is found before the model runs), downloading what is missing or corrupt."""
     entry = get_entry(name)
-    found = [local_path(entry, f) for f in entry.files]
-    if all(found) and len({p.parent for p in found}) == 1:   # the graphs must lie side by side
-        return found[0]
+    folder = intact_folder(entry)
+    if folder is not None:
+        return folder / entry.main_file.name
     if offline():
-        raise ModelError(f"model '{entry.name}' is not downloaded and CHROMASTYLE_OFFLINE is set; "
-                         f"run `chromastyle models pull {entry.name}` while online")
+        bad = [f.name for f in entry.files if not checked(entry.cache_dir() / f.name, f)]
+        raise ModelError(f"model '{entry.name}' is not downloaded or is corrupt ({', '.join(bad)}: missing, or "
+                         "not the registered size and sha256) and CHROMASTYLE_OFFLINE is set; run "
+                         f"`chromastyle models verify --fix {entry.name}` while online")
     return pull(entry.name, progress=progress)
 
 
 def pull(name=None, progress=None, **download_opts):
+    """Download into the cache every file of the model that is not there intact (unless the bundled
+    copy is whole); returns the main file's path."""
     entry = get_entry(name)
+    folder = intact_folder(entry)
+    if folder is not None:
+        return folder / entry.main_file.name
     for f in entry.files:
-        if local_path(entry, f) and file_ok(local_path(entry, f), f):
+        if checked(entry.cache_dir() / f.name, f):
             continue
         if offline():
             raise ModelError(f"cannot download '{entry.name}': CHROMASTYLE_OFFLINE is set")
         download(f.urls, entry.cache_dir() / f.name, f.sha256, f.size, progress=progress, **download_opts)
-    return local_path(entry, entry.main_file)
+    return entry.cache_dir() / entry.main_file.name
 
 
 def verify(name=None, fix=False):
-    """[(file, 'ok' | 'missing' | 'corrupt' | 'fixed')]"""
+    """[(file, 'ok' | 'missing' | 'corrupt' | 'fixed')]; fixing downloads, so it needs to be online."""
     entry = get_entry(name)
+    if fix and offline():
+        raise ModelError("cannot fix models while CHROMASTYLE_OFFLINE is set; unset it (or set it to 0) "
+                         "and run `chromastyle models verify --fix` again")
     report = []
     for f in entry.files:
         path = local_path(entry, f) or entry.cache_dir() / f.name
         state = "ok" if file_ok(path, f) else ("corrupt" if path.exists() else "missing")
-        if state != "ok" and fix:
-            if path.exists() and path != entry.bundled_path(f):
-                path.unlink()
-            download(f.urls, entry.cache_dir() / f.name, f.sha256, f.size)
+        if state != "ok" and fix:   # the download replaces a corrupt cached copy atomically
+            path = download(f.urls, entry.cache_dir() / f.name, f.sha256, f.size)
             state = "fixed"
         report.append((str(path), state))
     return report
@@ -170,10 +230,11 @@ def verify(name=None, fix=False):
 
 def remove(name):
     entry = get_entry(name)
+    folder = entry.cache_dir()
     removed = []
     for f in entry.files:
-        p = entry.cache_dir() / f.name
-        if p.exists():
+        p = folder / f.name
+        if p.parent == folder and (p.is_file() or p.is_symlink()):   # names are plain: never outside
             p.unlink()
             removed.append(str(p))
     return removed
@@ -241,9 +302,19 @@ def _fetch(requests, url, part, size, progress, stall_timeout, chunk):
             raise _Retry(f"HTTP {r.status_code}")
         if r.status_code != 206:          # full body: the server ignored the range
             have = 0
-        total = have + int(r.headers.get("Content-Length", 0)) if r.headers.get("Content-Length") else size
+        try:
+            announced = int(r.headers.get("Content-Length", ""))
+        except ValueError:
+            announced = None
+        if size is not None and announced is not None and have + announced > size:
+            raise _Retry(f"the mirror announces {have + announced} bytes; the registry says {size}")
+        total = have + announced if announced is not None else size
         with open(part, "ab" if have else "wb") as out:
             for block in r.iter_content(chunk):
+                if size is not None and have + len(block) > size:   # never read past the registered size
+                    out.write(block[:size - have])
+                    part.unlink()
+                    raise _Retry(f"the mirror sent more than the registered {size} bytes")
                 out.write(block)
                 have += len(block)
                 if progress:
