@@ -39,7 +39,7 @@ def test_both_graphs_run_at_any_working_size(tiny_model):
     m = engine.Model(tiny_model, device="cpu")
     rng = np.random.default_rng(0)
     ab = m.colorize(rng.random((1, 1, 48, 64), np.float32), np.zeros((1, 3, 48, 64), np.float32),
-                    np.zeros((1, 8), np.float32))
+                    np.zeros((1, 2, 12, 16), np.float32), np.zeros((1, 8), np.float32))
     assert ab.shape == (1, 2, 48, 64) and np.abs(ab).max() <= 1
     out = m.stylize(rng.random((2, 3, 36, 52), np.float32), np.array([[0, 1, 0], [0.5, 0, 0.5]], np.float32))
     assert out.shape == (2, 3, 36, 52) and 0 <= out.min() and out.max() <= 1

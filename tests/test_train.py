@@ -168,16 +168,17 @@ def test_onnx_graphs_equal_pytorch(tmp_path):
     L = rng.random((2, 1, 48, 64), np.float32)
     hints = np.zeros((2, 3, 48, 64), np.float32)
     hints[:, :, 10:14, 20:24] = [[[0.3]], [[-0.2]], [[1.0]]]
+    propagated = rng.uniform(-0.3, 0.3, (2, 2, 12, 16)).astype(np.float32)
     z = rng.standard_normal((2, 8)).astype(np.float32)
     rgb = rng.random((2, 3, 40, 56), np.float32)
     style_w = np.array([[0, 1, 0], [0.4, 0.3, 0.3]], np.float32)
     with torch.no_grad():
-        ab_ref = color(*map(torch.from_numpy, (L, hints, z))).numpy()
+        ab_ref = color(*map(torch.from_numpy, (L, hints, propagated, z))).numpy()
         rgb_ref = style(*map(torch.from_numpy, (rgb, style_w))).numpy()
     for folder, tol in ((main.parent, 0.05), (export(tmp_path / "color.pt", tmp_path / "style.pt", tmp_path / "fp32",
                                                      fp16=False).parent, 1e-4)):
         m = engine.Model(folder / "color.onnx")
-        assert np.abs(m.colorize(L, hints, z) - ab_ref).max() < tol
+        assert np.abs(m.colorize(L, hints, propagated, z) - ab_ref).max() < tol
         assert np.abs(m.stylize(rgb, style_w) - rgb_ref).max() < tol
     assert (main.parent / "color.onnx").stat().st_size < 0.7 * (tmp_path / "fp32" / "color.onnx").stat().st_size
 

@@ -104,9 +104,10 @@ class Model:
                                 "(install chromastyle[gpu] and the GPU drivers to use it)")
             log.warning(self.info.notice)
 
-    def colorize(self, L, hints, z):
-        """L [N,1,h,w], hints [N,3,h,w], z [N,Z] -> ab/110 [N,2,h,w]."""
-        return self.color.run(["ab"], {"L": L, "hints": hints, "z": z})[0]
+    def colorize(self, L, hints, propagated, z):
+        """L [N,1,h,w], hints [N,3,h,w], the hints' propagation [N,2,h/4,w/4], z [N,Z] ->
+        ab/110 [N,2,h,w]."""
+        return self.color.run(["ab"], {"L": L, "hints": hints, "propagated": propagated, "z": z})[0]
 
     def stylize(self, rgb, style):
         """sRGB [N,3,h,w], style weights [N,S] -> stylized sRGB [N,3,h,w]."""

@@ -4,21 +4,26 @@ along the full-resolution luminance's edges (fast guided filter, He & Sun 2015).
 import numpy as np
 
 
-def levin_propagate(L, values, mask):
+def levin_propagate(L, values, mask, prior=None, prior_weight=0.0):
     """Colorization using Optimization (Levin et al. 2004), for any per-pixel values.
 
     L: H×W lightness (0..100); values: H×W×C, read where ``mask`` (H×W bool) is set; elsewhere
-    neighbouring pixels of similar lightness get similar values: minimise Σ_r (u_r − Σ_s w_rs u_s)²
-    with the masked pixels fixed, w_rs ∝ exp(−(Y_r − Y_s)² / σ_r²) over each 3×3 window. Returns
-    H×W×C (zeros where nothing is given).
+    neighbouring pixels of similar lightness get similar values: u_r = Σ_s w_rs u_s with the masked
+    pixels fixed, w_rs ∝ exp(−(Y_r − Y_s)² / σ_r²) over each 3×3 window. Returns H×W×C (zeros where
+    nothing is given).
+
+    With a ``prior`` (H×W×C) and ``prior_weight`` λ > 0 each free pixel is instead pulled toward the
+    prior too: (1 + λ) u_r = Σ_s w_rs u_s + λ prior_r. Near the given pixels u follows them along
+    the edges; farther than about 1/√λ pixels it returns to the prior.
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
 
     h, w = L.shape
     c = values.shape[-1]
+    screened = prior is not None and prior_weight > 0
     if not mask.any():
-        return np.zeros((h, w, c))
+        return prior.astype(np.float64) if screened else np.zeros((h, w, c))
     y = L.astype(np.float64) / 100
     n = h * w
     idx = np.arange(n).reshape(h, w)
@@ -38,8 +43,9 @@ def levin_propagate(L, values, mask):
     sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
     wts = np.exp(-d2 / sigma2[None]) * valid
     wts /= wts.sum(0, keepdims=True)
-    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(n)]
     fixed = mask.ravel()
+    diagonal = np.where(fixed, 1.0, 1.0 + prior_weight) if screened else np.ones(n)
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [diagonal]
     for k, (dy, dx) in enumerate(shifts):
         ok = valid[k].ravel() & ~fixed
         src = idx.ravel()[ok]
@@ -49,6 +55,8 @@ def levin_propagate(L, values, mask):
         vals.append(-wts[k].ravel()[ok])
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     b = np.where(fixed[:, None], values.reshape(n, c), 0.0)
+    if screened:
+        b = b + np.where(fixed[:, None], 0.0, prior_weight * prior.reshape(n, c))
     return splu(A).solve(b).reshape(h, w, c)
 
 

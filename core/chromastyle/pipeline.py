@@ -144,20 +144,23 @@ def is_gray(rgb, tolerance=2 / 255):
 
 
 def colorize(model, L, hints, z, progress):
-    """Chroma (a*/110, b*/110) for full-resolution lightness L (H×W, 0..1): the colour graph at
-    its working size, the hints' residuals propagated along the luminance so that every hint is
-    honoured, then guided upsampling to full size."""
+    """Chroma (a*/110, b*/110) for full-resolution lightness L (H×W, 0..1): the hints' colours
+    propagated along the luminance (Levin et al. 2004) at 1/4 of the colour graph's working size,
+    the colour graph, which starts from that propagation and corrects it, then guided upsampling
+    to full size."""
     info = model.info
     h, w = L.shape
     size = working_size(h, w, min(info.color_size, max(h, w)), info.color_multiple)
+    quarter = (size[0] // 4, size[1] // 4)
     L_small = resize(L, size)
-    hints_small = None if hints is None else hints_at(hints, size)
-    feed = np.zeros((1, 3) + size, np.float32) if hints_small is None else hints_small.transpose(2, 0, 1)[None]
-    ab = model.colorize(L_small[None, None], np.ascontiguousarray(feed), z)[0].transpose(1, 2, 0)
-    progress(0.5)
-    if hints_small is not None and hints_small[..., 2].any():
-        mask = hints_small[..., 2] > 0
-        ab = ab + levin_propagate(L_small * 100, hints_small[..., :2] - ab, mask).astype(np.float32)
+    feed = np.zeros(size + (3,), np.float32) if hints is None else hints_at(hints, size)
+    propagated = np.zeros(quarter + (2,), np.float32)
+    if feed[..., 2].any():
+        hints4 = hints_at(feed, quarter)
+        propagated = levin_propagate(resize(L_small, quarter) * 100, hints4[..., :2], hints4[..., 2] > 0)
+    progress(0.3)
+    chw = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32)  # noqa: E731
+    ab = model.colorize(L_small[None, None], chw(feed), chw(propagated), z)[0].transpose(1, 2, 0)
     progress(0.6)
     return guided_upsample(L, L_small, ab)
 

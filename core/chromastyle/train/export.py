@@ -87,9 +87,10 @@ def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
     hw = {0: "N", 2: "H", 3: "W"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        _to_onnx(color, (torch.rand(n, 1, 64, 64), torch.zeros(n, 3, 64, 64), torch.zeros(n, z_dim)),
-                 ["L", "hints", "z"], "ab", {"L": hw, "hints": hw, "z": {0: "N"}, "ab": hw},
-                 tmp / "color.onnx", opset)
+        _to_onnx(color, (torch.rand(n, 1, 64, 64), torch.zeros(n, 3, 64, 64), torch.zeros(n, 2, 16, 16),
+                         torch.zeros(n, z_dim)),
+                 ["L", "hints", "propagated", "z"], "ab",
+                 {"L": hw, "hints": hw, "propagated": hw, "z": {0: "N"}, "ab": hw}, tmp / "color.onnx", opset)
         s = len(style.args.styles)
         _to_onnx(style, (torch.rand(n, 3, 64, 64), torch.full((n, s), 1.0 / s)), ["image", "style"], "rgb",
                  {"image": hw, "style": {0: "N"}, "rgb": hw}, tmp / "style.onnx", opset)
@@ -158,10 +159,10 @@ def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1
                            M.to_uint8(rgb)))
         x = torch.from_numpy(L)[None, None]
         with torch.no_grad():
-            logits, reg = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
-                                      torch.zeros(1, net.args.z_dim))
+            out = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
+                              torch.zeros(1, 2, L.shape[0] // 4, L.shape[1] // 4), torch.zeros(1, net.args.z_dim))
             for t, m in scores:
-                ab = F.interpolate(net.decoder.decode(logits, reg, t, m), scale_factor=4.0, mode="bilinear",
+                ab = F.interpolate(net.decoder.decode(*out, t, m), scale_factor=4.0, mode="bilinear",
                                    align_corners=False)[0].numpy().transpose(1, 2, 0)
                 ab = guided_upsample(L, L, ab) * 110
                 out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)

@@ -147,6 +147,23 @@ class ColorConfig:
     split_mb: int = 0
 
 
+def propagate_hints(L, hints):
+    """The hints' colours propagated over each picture by Levin et al.'s optimisation at 1/4
+    resolution (zeros without hints): the colour network's starting point. L: N,1,H,W; hints:
+    N,3,H,W -> N,2,H/4,W/4."""
+    from ..guided import levin_propagate
+    from .nets import pool_hints
+
+    hints4 = pool_hints(hints, 4).numpy()
+    L4 = F.avg_pool2d(L, 4).numpy()
+    out = np.zeros((len(L), 2) + L4.shape[-2:], np.float32)
+    for i in range(len(L)):
+        mask = hints4[i, 2] > 0
+        if mask.any():
+            out[i] = levin_propagate(L4[i, 0] * 100, hints4[i, :2].transpose(1, 2, 0), mask).transpose(2, 0, 1)
+    return torch.from_numpy(out)
+
+
 class ColorTrainer(Run):
     """Trains the colour decoder on features of the frozen encoder, computed once (cache)."""
 
@@ -211,11 +228,12 @@ class ColorTrainer(Run):
         idx = np.sort(rng.choice(len(self.train_cache["rgb"]), cfg.batch, replace=False))
         b = self.load(idx)
         hints = torch.from_numpy(D.sample_hints(rng, b["ab"].numpy(), p_none=cfg.p_none))
+        propagated = propagate_hints(b["L"], hints)
         z = torch.zeros(cfg.batch, self.args.z_dim)
         varied = rng.random(cfg.batch) < cfg.z_share
         z[varied] = torch.from_numpy(rng.standard_normal((int(varied.sum()), self.args.z_dim)).astype(np.float32))
         cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
-        logits, reg = self.net(b["feats"], b["L"], hints, z)
+        logits, reg, reach = self.net(b["feats"], b["L"], hints, propagated, z)
         ab4 = F.avg_pool2d(b["ab"], 4)
         losses = {"class": class_loss(logits, ab4, self.net.bins, self.class_weights),
                   "reg": cfg.reg_weight * F.smooth_l1_loss(reg, ab4, beta=0.05)}
@@ -224,8 +242,8 @@ class ColorTrainer(Run):
             pair = slice(0, 2)
             z2 = torch.randn(2, self.args.z_dim)
             feats2 = {k: v[pair] for k, v in b["feats"].items()}
-            logits2, reg2 = self.net(feats2, b["L"][pair], hints[pair], z2)
-            d = (self.net.decode(logits[pair], reg[pair]) - self.net.decode(logits2, reg2)).abs().mean()
+            out2 = self.net(feats2, b["L"][pair], hints[pair], propagated[pair], z2)
+            d = (self.net.decode(logits[pair], reg[pair], reach[pair]) - self.net.decode(*out2)).abs().mean()
             losses["ms"] = cfg.ms_weight / (d / (z[pair] - z2).abs().mean() + 1e-3)
         loss = sum(losses.values())
         self.opt.zero_grad(set_to_none=True)
@@ -244,10 +262,11 @@ class ColorTrainer(Run):
             idx = np.arange(start, min(n, start + 32))
             b = self.load(idx, self.val_cache)
             hints = torch.zeros(len(idx), 3, *b["L"].shape[-2:])
-            logits, reg = self.net(b["feats"], b["L"], hints, torch.zeros(len(idx), self.args.z_dim))
+            propagated = torch.zeros(len(idx), 2, *F.avg_pool2d(b["L"], 4).shape[-2:])
+            logits, reg, reach = self.net(b["feats"], b["L"], hints, propagated, torch.zeros(len(idx), self.args.z_dim))
             ab4 = F.avg_pool2d(b["ab"], 4)
             ce.append(float(class_loss(logits, ab4, self.net.bins, None)) * len(idx))
-            ab = self.net.decode(logits, reg)
+            ab = self.net.decode(logits, reg, reach)
             err.append(float(((ab - ab4) ** 2).mean()) * len(idx))
             sat.append(float(ab.norm(dim=1).mean()) * len(idx))
             sat_gt.append(float(ab4.norm(dim=1).mean()) * len(idx))

@@ -49,7 +49,7 @@ class ColorArgs:
     z_dim: int = 8
     bin_step: float = 10.0
     temperature: float = 0.38   # annealed mean of the ab distribution (Zhang et al. 2016)
-    class_mix: float = 1.0      # ab = mix · annealed class mean + (1 − mix) · regression head
+    class_mix: float = 0.5      # away from hints: mix · annealed class mean + (1 − mix) · regression
 
 
 def pool_hints(hints, k):
@@ -59,6 +59,14 @@ def pool_hints(hints, k):
     cover = F.avg_pool2d(mask, k)
     ab = F.avg_pool2d(hints[:, :2] * mask, k) / cover.clamp_min(1e-6)
     return torch.cat([ab * (cover > 0), cover], 1)
+
+
+def hint_reach(hints4, near=4, fade=4):
+    """Where the hints speak for the picture, at 1/4 resolution, 0..1: 1 within ``near`` cells
+    (16 pixels) of any hint, fading to 0 over ``fade`` more; 0 everywhere without hints."""
+    hinted = (hints4[:, 2:3] > 0).float()
+    close = F.max_pool2d(hinted, 2 * near + 1, stride=1, padding=near)
+    return F.avg_pool2d(close, 2 * fade + 1, stride=1, padding=fade, count_include_pad=False)
 
 
 class ZBlock(nn.Module):
@@ -79,7 +87,12 @@ class ZBlock(nn.Module):
 
 
 class ColorDecoder(nn.Module):
-    """VGG16 features of the luminance (+ hints, z) -> ab distribution at 1/4 resolution."""
+    """VGG16 features of the luminance, the hints, their classical propagation and z -> the ab
+    distribution (classification) and a regression at 1/4 resolution.
+
+    The regression is a correction to the hints' propagation by Levin et al.'s optimisation
+    (``propagated``, zero without hints; its head starts at zero), so with hints the network starts
+    from the classical method and learns to do better; without hints it is a plain regression."""
 
     def __init__(self, args: ColorArgs):
         super().__init__()
@@ -92,17 +105,19 @@ class ColorDecoder(nn.Module):
             self.register_buffer(f"mean_{name}", torch.zeros(ch))
             self.register_buffer(f"std_{name}", torch.ones(ch))
         self.in8 = nn.Conv2d(8 * e, c8, 1)
-        self.mix8 = nn.Conv2d(c8 + 3, c8, 3, padding=1)
+        self.mix8 = nn.Conv2d(c8 + 5, c8, 3, padding=1)
         self.blocks8 = nn.ModuleList(ZBlock(c8, args.z_dim, 1 + i % 2) for i in range(args.blocks8))
         self.up4 = nn.Conv2d(c8, c4, 1)
         self.in4 = nn.Conv2d(4 * e, c4, 1)
         self.in2 = nn.Conv2d(2 * e, c4, 1)
-        self.mix4 = nn.Conv2d(c4 + 4, c4, 3, padding=1)
+        self.mix4 = nn.Conv2d(c4 + 7, c4, 3, padding=1)
         self.blocks4 = nn.ModuleList(ZBlock(c4, args.z_dim, 1 + i % 2) for i in range(args.blocks4))
         bins = torch.from_numpy(ab_bins(args.bin_step)) / AB_SCALE
         self.register_buffer("bins", bins, persistent=False)
         self.head_class = nn.Conv2d(c4, len(bins), 1)
         self.head_reg = nn.Conv2d(c4, 2, 1)
+        nn.init.zeros_(self.head_reg.weight)
+        nn.init.zeros_(self.head_reg.bias)
 
     def set_feature_stats(self, feats):
         for name in COLOR_FEATURES:
@@ -114,30 +129,36 @@ class ColorDecoder(nn.Module):
         f = feats[name].float()
         return (f - getattr(self, f"mean_{name}")[:, None, None]) / getattr(self, f"std_{name}")[:, None, None]
 
-    def forward(self, feats, L, hints, z):
-        """feats: relu2_2 pooled to 1/4, relu3_3 (1/4), relu4_3 (1/8). Returns (logits, ab_reg)
-        at 1/4 resolution."""
+    def forward(self, feats, L, hints, propagated, z):
+        """feats: relu2_2 pooled to 1/4, relu3_3 (1/4), relu4_3 (1/8); propagated: N,2 at 1/4.
+        Returns (logits, ab_reg, reach) at 1/4 resolution."""
+        hints4 = pool_hints(hints, 4)
+        reach = hint_reach(hints4)
         x = F.leaky_relu(self.in8(self.norm(feats, "relu4_3")), 0.2)
-        x = F.leaky_relu(self.mix8(torch.cat([x, pool_hints(hints, 8)], 1)), 0.2)
+        x = torch.cat([x, pool_hints(hints, 8), F.avg_pool2d(propagated, 2)], 1)
+        x = F.leaky_relu(self.mix8(x), 0.2)
         for block in self.blocks8:
             x = block(x, z)
         x = F.interpolate(self.up4(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         x = F.leaky_relu(x + self.in4(self.norm(feats, "relu3_3")) + self.in2(self.norm(feats, "relu2_2")), 0.2)
-        x = torch.cat([x, pool_hints(hints, 4), F.avg_pool2d(L, 4) - 0.5], 1)
+        x = torch.cat([x, hints4, propagated, reach, F.avg_pool2d(L, 4) - 0.5], 1)
         x = F.leaky_relu(self.mix4(x), 0.2)
         for block in self.blocks4:
             x = block(x, z)
-        return self.head_class(x), torch.tanh(self.head_reg(x))
+        ab_reg = (propagated + self.head_reg(x)).clamp(-1, 1)
+        return self.head_class(x), ab_reg, reach
 
-    def decode(self, logits, ab_reg, temperature=None, class_mix=None):
-        """The annealed mean of the class distribution, mixed with the regression head."""
+    def decode(self, logits, ab_reg, reach, temperature=None, class_mix=None):
+        """The annealed mean of the class distribution mixed with the regression, the regression
+        alone where hints reach."""
         t = self.args.temperature if temperature is None else temperature
         mix = self.args.class_mix if class_mix is None else class_mix
         # softmax over the last axis + matmul: ONNX Runtime runs this far faster than a softmax
         # over the channel axis of NCHW followed by an einsum
         prob = torch.softmax(logits.permute(0, 2, 3, 1) / t, -1)
         ab_class = (prob @ self.bins).permute(0, 3, 1, 2)
-        return mix * ab_class + (1 - mix) * ab_reg
+        m = mix * (1 - reach)
+        return m * ab_class + (1 - m) * ab_reg
 
 
 def gray_srgb(L):
@@ -154,7 +175,8 @@ def encoder_features(vgg, L):
 
 
 class ColorNet(nn.Module):
-    """The colour graph: (L, hints, z) at the working resolution -> ab (a/110, b/110), same size."""
+    """The colour graph: (L, hints, the hints' propagation at 1/4, z) at the working resolution ->
+    ab (a/110, b/110), same size."""
 
     multiple = 8
 
@@ -164,9 +186,9 @@ class ColorNet(nn.Module):
         self.encoder = VGG16("conv4_3", pretrained=args.pretrained, width=args.encoder_width)
         self.decoder = ColorDecoder(args)
 
-    def forward(self, L, hints, z):
-        logits, ab_reg = self.decoder(encoder_features(self.encoder, L), L, hints, z)
-        ab4 = self.decoder.decode(logits, ab_reg)
+    def forward(self, L, hints, propagated, z):
+        logits, ab_reg, reach = self.decoder(encoder_features(self.encoder, L), L, hints, propagated, z)
+        ab4 = self.decoder.decode(logits, ab_reg, reach)
         return F.interpolate(ab4, scale_factor=4.0, mode="bilinear", align_corners=False)
 
 
