@@ -98,4 +98,4 @@ def test_styles_and_info(capsys):
     assert "natural" in out and "starry_night" in out and len(out.splitlines()) >= 17
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "CPUExecutionProvider" in out and "chromastyle-small" in out
+    assert "CPUExecutionProvider" in out and "chromastyle-vgg16" in out

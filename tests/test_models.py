@@ -133,8 +133,8 @@ def test_registry_pull_verify_path_rm(server, tmp_path, monkeypatch, capsys):
     write_registry(reg, server.url)
     monkeypatch.setenv("CHROMASTYLE_REGISTRY", str(reg))
     entries = models.load_registry()
-    assert "chromastyle-small" in entries and entries["chromastyle-small"].default
-    assert models.default_model_name() == "chromastyle-small"
+    assert "chromastyle-vgg16" in entries and entries["chromastyle-vgg16"].default
+    assert models.default_model_name() == "chromastyle-vgg16"
     with pytest.raises(ModelError, match="OFFLINE"):
         models.model_path("remote-test")
     monkeypatch.setenv("CHROMASTYLE_OFFLINE", "0")

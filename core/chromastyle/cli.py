@@ -100,6 +100,7 @@ def build_parser():
     t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     t.add_argument("--random-encoder", action="store_true",
                    help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
+    t.add_argument("--init", type=Path, help="colour: start from this checkpoint's decoder weights")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
                    help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
 
@@ -340,6 +341,8 @@ def cmd_train(args):
     overrides = dict(data=args.data, out=args.out, steps=args.steps, threads=args.threads)
     if args.random_encoder:
         overrides["pretrained"] = False
+    if args.init:
+        overrides["init"] = str(args.init)
     print(f"checkpoint: {train(args.part, resume=args.resume, **overrides)}")
 
 

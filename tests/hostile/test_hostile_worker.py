@@ -76,7 +76,7 @@ HOSTILE_MODELS = {
     "../ inside --models-dir": lambda w: f"mine/../mine/{SHIPPED_MODEL.name}",
     "a link out of --models-dir": lambda w: "escape.onnx",
     "~": lambda w: "~/model.onnx",
-    "registry name + ..": lambda w: "chromastyle-small/../x.onnx",
+    "registry name + ..": lambda w: "chromastyle-vgg16/../x.onnx",
     "a Windows path": lambda w: "C:\\Windows\\x.onnx",
     "a folder of --models-dir": lambda w: "mine",
     "500 characters": lambda w: "x" * 500,

@@ -159,10 +159,10 @@ def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1
                            M.to_uint8(rgb)))
         x = torch.from_numpy(L)[None, None]
         with torch.no_grad():
-            out = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
-                              torch.zeros(1, 2, L.shape[0] // 4, L.shape[1] // 4), torch.zeros(1, net.args.z_dim))
+            heads = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
+                                torch.zeros(1, 2, L.shape[0] // 4, L.shape[1] // 4), torch.zeros(1, net.args.z_dim))
             for t, m in scores:
-                ab = F.interpolate(net.decoder.decode(*out, t, m), scale_factor=4.0, mode="bilinear",
+                ab = F.interpolate(net.decoder.decode(*heads, t, m), scale_factor=4.0, mode="bilinear",
                                    align_corners=False)[0].numpy().transpose(1, 2, 0)
                 ab = guided_upsample(L, L, ab) * 110
                 out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)

@@ -125,6 +125,7 @@ class ColorConfig:
     cache: str = ""                # feature cache folder; default OUT/../cache-<encoder>
     pretrained: bool = True        # False: a random frozen VGG16, the control
     encoder_width: int = 64        # a random encoder may be narrower (tests)
+    init: str = ""                 # start from this checkpoint's decoder weights (fine-tuning)
     steps: int = 4000
     batch: int = 16
     lr: float = 5e-4
@@ -195,11 +196,16 @@ class ColorTrainer(Run):
         self.args = ColorArgs(pretrained=cfg.pretrained, encoder_width=cfg.encoder_width, width8=cfg.width8,
                               width4=cfg.width4, blocks8=cfg.blocks8, blocks4=cfg.blocks4)
         self.net = ColorDecoder(self.args)
-        sample = self.rng.choice(len(self.train_cache["rgb"]), min(256, len(self.train_cache["rgb"])), replace=False)
-        batch = self.load(np.sort(sample))
-        self.net.set_feature_stats(batch["feats"])
-        ab4 = F.avg_pool2d(batch["ab"], 4).numpy()
-        self.class_weights = torch.from_numpy(ab_prior([ab4], self.net.bins.numpy()))
+        if cfg.init:
+            start = load_checkpoint(cfg.init)
+            self.net.load_state_dict(start["net"])
+            self.class_weights = start["class_weights"]
+        else:
+            sample = self.rng.choice(len(self.train_cache["rgb"]), min(256, len(self.train_cache["rgb"])), replace=False)
+            batch = self.load(np.sort(sample))
+            self.net.set_feature_stats(batch["feats"])
+            ab4 = F.avg_pool2d(batch["ab"], 4).numpy()
+            self.class_weights = torch.from_numpy(ab_prior([ab4], self.net.bins.numpy()))
         self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
         self.step, self.log = 0, []
 

@@ -57,12 +57,14 @@ def gram_targets(vgg, painting):
 
 
 def style_loss(feats, targets):
-    """Squared Gram distance relative to the target's size, per layer, averaged. ``targets`` is
-    one list of per-layer Gram matrices per sample."""
+    """Gram distance relative to the target's size, ‖G − T‖ / ‖T‖ per layer, averaged (the norm,
+    not its square: an output far from the painting does not get outsized gradients). ``targets``
+    is one list of per-layer Gram matrices per sample."""
     loss = 0
     for i, layer in enumerate(STYLE_LAYERS):
         t = torch.stack([tg[i] for tg in targets])
-        loss = loss + ((gram(feats[layer]) - t) ** 2).sum((1, 2)) / (t ** 2).sum((1, 2)).clamp_min(1e-12)
+        distance = ((gram(feats[layer]) - t) ** 2).sum((1, 2)).add(1e-12).sqrt()
+        loss = loss + distance / t.norm(dim=(1, 2)).clamp_min(1e-6)
     return loss.mean() / len(STYLE_LAYERS)
 
 
