@@ -20,7 +20,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from hosts.gimp import chroot_shell, gimp_root  # noqa: E402
+from hosts.chroot import chroot_shell  # noqa: E402
+from hosts.gimp import gimp_root  # noqa: E402
 
 from chromastyle import install  # noqa: E402
 
