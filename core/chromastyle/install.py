@@ -2,6 +2,7 @@
 folder, with a copy of the stdlib client, and record the interpreter that runs the worker."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def install_blender(blender=None, out_dir=None):
         if r.returncode:
             raise UserError(f"Blender could not install {path}: {r.stderr.strip()[-300:]}")
         return path, None
-    return path, " ".join(cmd)
+    return path, shlex.join(cmd)
 
 
 def uninstall(host, dest=None):

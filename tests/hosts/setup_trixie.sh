@@ -5,7 +5,7 @@
 # private mount namespace (tests/hosts/chroot.py); on trixie the same root works too.
 # Usage: tests/hosts/setup_trixie.sh PACKAGE...   (prints the root once its packages are installed)
 set -euo pipefail
-ROOT=${CHROMASTYLE_TRIXIE_ROOT:-/var/cache/chromastyle-hosts/trixie}
+ROOT=${CHROMASTYLE_HOSTS_CACHE:-/var/cache/chromastyle-hosts}/trixie
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 export DEBIAN_FRONTEND=noninteractive
 need=""
