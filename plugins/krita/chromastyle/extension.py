@@ -47,13 +47,17 @@ def with_worker(on_done, on_starting=None):
     threading.Thread(target=_connect, args=(_connection, client()), daemon=True).start()
 
 
-def _connect(connection, c):   # on a thread: no Qt or Krita calls here, only signals
+def _connect(connection, shared):
+    """On a thread, with a Client of its own (the shared one belongs to Krita's thread): no Qt or
+    Krita calls here, only signals."""
     try:
+        c = Client(state_file=shared.state_file, python=shared.python, autostart=False)
         try:
-            Client(state_file=c.state_file, autostart=False).connect()
+            c.connect()
         except WorkerError:
             connection.starting.emit()
-        c.connect()
+            c.autostart = True
+            c.connect()
         connection.finished.emit(c.styles(), None)
     except Exception as e:  # handed to the callers, who show it
         connection.finished.emit(None, e)
@@ -131,6 +135,11 @@ def run(doc=None, nodes=None, settings=None, parent=None, on_done=None, show_pro
     def connected(styles, problem):
         if runner.done:   # cancelled while the worker was starting
             return
+        try:
+            if problem is None:
+                client().connect()   # the worker answers now: a quick local call
+        except WorkerError as e:
+            problem = e
         if problem is not None:
             return runner.fail(problem)
         if dialog:
