@@ -71,7 +71,7 @@ def krita_result(request, tmp_path_factory):
         {"name": "hinted", "image": gray, "hints": str(work / "hints.png"), "settings": {**natural, "hint_layer": "hints"}},
         {"name": "multi", "image": gray, "second_layer": True,
          "settings": {**natural, "style": "starry_night", "strength": 0.8}},
-        {"name": "deep", "image": gray, "depth": "U16", "settings": natural},
+        {"name": "deep", "image": gray, "depth": "U16", "settings": natural, "undo": True},
         {"name": "float", "image": gray, "depth": "F32", "settings": {**natural, "style": "great_wave"}},
         {"name": "selection", "image": gray, "select": [40, 30, 80, 60], "settings": {**natural, "style": "the_scream"}},
         {"name": "bad_style", "image": gray, "settings": {**natural, "style": "no_such_style"}},
@@ -163,6 +163,12 @@ def test_gray_documents_of_other_depths_keep_their_depth(krita_result, name, dep
     assert sc["doc_model"] == "RGBA" and sc["doc_depth"] == depth
     assert chroma(pixels(res)).mean() > 2
     assert chroma(exported(sc)).mean() > 2
+
+
+def test_the_conversion_to_rgb_is_one_undo_step(krita_result):
+    """Edit ▸ Undo once after colorizing a gray 16-bit document: it is gray and 16-bit again."""
+    after = scenario(krita_result, "deep")["after_undo"]
+    assert after["doc_model"] == "GRAYA" and after["doc_depth"] == "U16"
 
 
 def test_only_the_selection_is_filled(krita_result):

@@ -211,6 +211,11 @@ class Harness(Extension):
                     out["result_keyframes"] = [t for t in range(0, max(sc["times"]) + 3) if target.hasKeyframeAtTime(t)]
                 out.update(document_state(doc, sc["name"]) if not sc.get("animated") else
                            {"layer_names": [n.name() for n in doc.topLevelNodes()], "doc_model": doc.colorModel()})
+                if sc.get("undo"):   # Edit ▸ Undo, once
+                    Krita.instance().action("edit_undo").trigger()
+                    settle(doc)
+                    out["after_undo"] = {"doc_model": doc.colorModel(), "doc_depth": doc.colorDepth(),
+                                         "layer_names": [n.name() for n in doc.topLevelNodes()]}
             except Exception:
                 out["exception"] = traceback.format_exc()
             QTimer.singleShot(0, self.next)
