@@ -29,7 +29,7 @@ CONTEXT = 64  # pixels of context around a selection, so colours near its edge a
 
 
 class UserFacingError(Exception):
-    """Shown with Gimp.message / returned as the PDB error, never as a traceback."""
+    """Returned as the PDB error, which GIMP shows; never a traceback."""
 
 
 def options_from_config(config):
@@ -133,9 +133,8 @@ class ChromaStyle(Gimp.PlugIn):
         except Exception as e:  # a message a person can read; a bug's traceback goes to GIMP's terminal output
             if not isinstance(e, (UserFacingError, client_lib.WorkerError)):
                 traceback.print_exc()
+            # GIMP shows the returned message itself ("Execution error for 'Colorize & Stylize…': …")
             message = explain(e, "gimp", _worker)
-            if run_mode == Gimp.RunMode.INTERACTIVE:
-                Gimp.message(f"Colorize & Stylize: {message}")
             return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error.new_literal(
                 GLib.quark_from_string("chromastyle"), message, 0))
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
