@@ -133,11 +133,12 @@ def test_cancel_writes_nothing(blender):
 
 def test_unknown_style_adds_nothing_and_says_what_to_do(blender):
     sc = scenario(blender, "unknown_style")
-    for status, message in ((sc["status"], sc["message"]), (sc["render_status"], sc["render_message"])):
+    for status, message in ((sc["status"], sc["message"]), (sc["render_status"], sc["render_message"]),
+                            (sc["texture_status"], sc["texture_message"])):
         assert status == ["CANCELLED"]
         assert "'no_such_style' does not exist" in message and "choose one from the list" in message
         assert "Traceback" not in message and "(400)" not in message
-    assert sc["new_images"] == [] and sc["unchanged"]
+    assert sc["new_images"] == [] and sc["unchanged"] and sc["texture_kept"]
 
 
 def test_sequence_cancelled_midway_leaves_no_frames(blender):

@@ -123,9 +123,17 @@ def _():
     before, pixels_before = {i.name for i in bpy.data.images}, jobs.read_image(img)[0]
     status, message = attempt(bpy.ops.chromastyle.stylize_image, image="stale")
     render_status, render_message = attempt(bpy.ops.chromastyle.stylize_render, source="stale")
+    mat = bpy.data.materials.new("Stale")
+    mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.name, node.image = "Tex", img
+    nodes_before = len(mat.node_tree.nodes)
+    texture_status, texture_message = attempt(bpy.ops.chromastyle.stylize_texture, material="Stale", node="Tex")
+    texture_kept = node.image == img and "chromastyle_original" not in node and len(mat.node_tree.nodes) == nodes_before
     scene.chromastyle.style = "natural"
     ext._styles.pop()
     return {"status": status, "message": message, "render_status": render_status, "render_message": render_message,
+            "texture_status": texture_status, "texture_message": texture_message, "texture_kept": texture_kept,
             "new_images": sorted({i.name for i in bpy.data.images} - before),
             "unchanged": jobs.read_image(img)[0] == pixels_before}
 
