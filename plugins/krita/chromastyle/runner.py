@@ -216,6 +216,7 @@ class Runner(QObject):
             self._remove_results()
         if self.doc.currentTime() != self.start_time:
             self.doc.setCurrentTime(self.start_time)
+            self._settle()   # the time switch completes asynchronously
         self.finished.emit(ok, message)
 
     def _remove_results(self):
