@@ -1,25 +1,28 @@
-"""The Blender extension in the real Blender (the bpy 5.0.1 module), installed from its zip."""
+"""The Blender extension in real Blenders (the bpy modules of 5.0.1 and of the 4.2 LTS), installed
+from the zip `chromastyle install blender` builds, with no worker running at first: the extension
+starts it with the interpreter the installer recorded."""
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from chromastyle import install
 from chromastyle.color import rgb_to_lab
 from conftest import photo
 
 pytestmark = pytest.mark.host
 HERE = os.path.join(os.path.dirname(__file__), "hosts")
 W, H = 96, 64
+BLENDERS = ("5.0.1", "4.2.23")   # the newest, and the 4.2 LTS the manifest's minimum names
 
 
-def bpy_python():
-    r = subprocess.run(["bash", os.path.join(HERE, "setup_blender.sh")], capture_output=True, text=True, timeout=1800)
+def bpy_python(version):
+    r = subprocess.run(["bash", os.path.join(HERE, "setup_blender.sh"), version], capture_output=True, text=True,
+                       timeout=1800)
     if r.returncode:
         raise RuntimeError(f"could not set up bpy: {r.stderr[-2000:]}")
     return r.stdout.strip().splitlines()[-1]
@@ -29,11 +32,22 @@ def load(d, channels=4):
     return np.fromfile(d["file"], np.float32).reshape(d["height"], d["width"], channels)[::-1]  # top-down
 
 
-@pytest.fixture(scope="module")
-def blender(tmp_path_factory):
-    python = bpy_python()
-    work = tmp_path_factory.mktemp("blender")
-    zip_path = install.build_blender_zip(work / "dist")
+def install_like_an_artist(work):
+    """`chromastyle install blender` for a user whose config lives in work/xdg: the zip it built and
+    the command it printed."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "xdg")}
+    env.pop("CHROMASTYLE_CONFIG_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "chromastyle", "install", "blender"], env=env, cwd=work,
+                       capture_output=True, text=True, check=True)
+    built = r.stdout.split("built ", 1)[1].split("; install it with:")[0]
+    return Path(built), r.stdout.split("install it with:\n", 1)[1].splitlines()[0].strip()
+
+
+@pytest.fixture(scope="module", params=BLENDERS)
+def blender(request, tmp_path_factory):
+    python = bpy_python(request.param)
+    work = tmp_path_factory.mktemp(f"blender-{request.param}")
+    zip_path, _ = install_like_an_artist(work)
     img = photo(size=(W, H))[::-1]   # Blender rows are bottom-up
     half = photo(size=(W // 2, H // 2))
     tex = np.concatenate([half, half[:, ::-1]], 1)
@@ -41,24 +55,25 @@ def blender(tmp_path_factory):
     (work / "params.json").write_text(json.dumps({
         "width": W, "height": H, "gray": img.mean(-1).ravel().round(4).tolist(),
         "texture": tex.reshape(-1, 3).round(4).tolist()}))
-    state = work / "state" / "worker.json"
-    worker = subprocess.Popen([sys.executable, "-m", "chromastyle", "serve", "--state-file", str(state)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {**os.environ, "CHROMASTYLE_STATE_FILE": str(state), "BLENDER_USER_RESOURCES": str(work / "user"),
+    runtime = work / "runtime"
+    runtime.mkdir(mode=0o700)
+    state = runtime / "chromastyle" / "worker.json"   # where the client looks: nothing is set for it
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(work / "user"), "XDG_RUNTIME_DIR": str(runtime),
            "XDG_CONFIG_HOME": str(work / "xdg"), "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
+    for name in ("CHROMASTYLE_STATE_FILE", "CHROMASTYLE_PYTHON", "CHROMASTYLE_CONFIG_DIR"):
+        env.pop(name, None)
     try:
-        for _ in range(600):
-            if state.exists():
-                break
-            time.sleep(0.05)
-        r = subprocess.run([python, os.path.join(HERE, "blender_script.py"), str(zip_path), str(work)],
+        r = subprocess.run([python, os.path.join(HERE, "blender_script.py"), str(zip_path), str(work), str(state)],
                            capture_output=True, text=True, env=env, timeout=600)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(10)
+        if state.exists():
+            os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
     result_file = work / "result.json"
     assert result_file.exists(), f"bpy failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return json.loads(result_file.read_text())
+    result = json.loads(result_file.read_text())
+    print(f"Blender {result['blender_version']}")
+    assert result["blender_version"].startswith(request.param.rsplit(".", 1)[0])
+    return result
 
 
 def scenario(result, name):
@@ -72,7 +87,9 @@ def chroma(rgb):
     return np.hypot(lab[..., 1], lab[..., 2])
 
 
-def test_styles_from_the_worker(blender):
+def test_styles_from_the_worker_it_started(blender):
+    """The first operator run with no worker running starts one (recorded interpreter)."""
+    assert blender["worker_running_before"] is False
     assert "starry_night" in scenario(blender, "refresh")["styles"]
 
 
@@ -112,6 +129,22 @@ def test_texture_is_swapped_stays_tileable_and_reverts(blender):
 def test_cancel_writes_nothing(blender):
     sc = scenario(blender, "cancel")
     assert sc["new_images"] == [] and sc["outputs"] == []
+
+
+def test_unknown_style_adds_nothing_and_says_what_to_do(blender):
+    sc = scenario(blender, "unknown_style")
+    for status, message in ((sc["status"], sc["message"]), (sc["render_status"], sc["render_message"]),
+                            (sc["texture_status"], sc["texture_message"])):
+        assert status == ["CANCELLED"]
+        assert "'no_such_style' does not exist" in message and "choose one from the list" in message
+        assert "Traceback" not in message and "(400)" not in message
+    assert sc["new_images"] == [] and sc["unchanged"] and sc["texture_kept"]
+
+
+def test_sequence_cancelled_midway_leaves_no_frames(blender):
+    """Esc after the first of three frames: the output folder is not created, no frame is kept."""
+    sc = scenario(blender, "render")
+    assert sc["frames_before_cancel"] == 1 and not sc["after_cancel"]
 
 
 def test_rendered_animation_is_stylized_and_composited(blender):

@@ -1,21 +1,25 @@
-"""The GIMP 3 plug-in in the real GIMP 3 (gimp-console-3.0, chrooted Debian trixie)."""
+"""The GIMP 3 plug-in in the real GIMP 3 (gimp-console-3.0, chrooted Debian trixie), installed with
+`chromastyle install gimp` as an artist does."""
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from chromastyle import install
 from chromastyle.color import rgb_to_lab
 from conftest import photo
 from hosts.gimp import HERE, gimp_root, run_gimp
 
 pytestmark = pytest.mark.host
 W, H = 256, 192
+MAX_PIXELS = 60_000   # the batch worker's limit: a 256×192 layer passes, a 320×240 one is refused
 HINTS = [((60, 60), (220, 30, 30)), ((190, 130), (30, 60, 220))]
 
 
@@ -23,7 +27,11 @@ HINTS = [((60, 60), (220, 30, 30)), ((190, 130), (30, 60, 220))]
 def gimp(tmp_path_factory):
     root = gimp_root()
     work = tmp_path_factory.mktemp("gimp")
-    install.install_gimp(work / "plug-ins")
+    # GIMP runs with XDG_CONFIG_HOME=work/xdg (hosts/gimp.py): the interpreter is recorded there
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "xdg")}
+    env.pop("CHROMASTYLE_CONFIG_DIR", None)
+    subprocess.run([sys.executable, "-m", "chromastyle", "install", "gimp", "--dest", str(work / "plug-ins")],
+                   env=env, check=True, capture_output=True)
     gray = (photo(size=(W, H)).mean(-1) * 255).astype(np.uint8)
     Image.fromarray(gray, "L").save(work / "gray.png")
     hints = np.zeros((H, W, 4), np.uint8)
@@ -33,8 +41,8 @@ def gimp(tmp_path_factory):
     return root, work
 
 
-def start_worker(state_file):
-    proc = subprocess.Popen([sys.executable, "-m", "chromastyle", "serve", "--state-file", str(state_file)],
+def start_worker(state_file, *args):
+    proc = subprocess.Popen([sys.executable, "-m", "chromastyle", "serve", "--state-file", str(state_file), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         if state_file.exists():
@@ -62,7 +70,7 @@ def chroma(rgba):
 def batch_result(gimp):
     root, work = gimp
     state = work / "state" / "worker.json"
-    worker = start_worker(state)
+    worker = start_worker(state, "--max-pixels", str(MAX_PIXELS))
     base = {"style": "natural", "strength": 1.0, "keep": "none", "tileable": False, "seed": -1,
             "output": "new-layer"}
     scenarios = [
@@ -72,6 +80,8 @@ def batch_result(gimp):
         {"name": "selection", "image": str(work / "gray.png"), "select": [40, 30, 100, 80],
          "args": {**base, "style": "great_wave", "output": "replace"}},
         {"name": "bad_style", "image": str(work / "gray.png"), "args": {**base, "style": "no_such_style"}},
+        {"name": "refused_midway", "image": str(work / "gray.png"), "second_layer": True, "second_size": [320, 240],
+         "args": {**base, "style": "the_scream"}},
     ]
     try:
         r, result = run_gimp(root, work, HERE / "gimp_batch.py", {"work": str(work), "scenarios": scenarios},
@@ -120,28 +130,113 @@ def test_only_the_selection_changes(batch_result):
     assert diff[inside].mean() > 5
 
 
-def test_bad_style_is_a_clear_error(batch_result):
+def readable(message):
+    assert "Traceback" not in message and 'File "' not in message, message
+    assert not any(f"({code})" in message for code in (400, 404, 409, 413, 500)), message
+
+
+def unchanged(sc):
+    """The image as it was before the run: same layers, still gray, the same pixels."""
+    assert [layer["name"] for layer in sc["layers"]] == sc["layers_before"], "the run left layers behind"
+    assert sc["base_type_after"] == "gray"
+    assert np.array_equal(pixels(sc["source_after"]), pixels(sc["before"]))
+
+
+def test_bad_style_changes_nothing_and_says_what_to_do(batch_result):
     sc = scenario(batch_result, "bad_style")
     assert sc["status"] == "execution-error"
-    assert "unknown style" in sc["error"] and "Traceback" not in sc["error"]
+    readable(sc["error"])
+    assert "'no_such_style' does not exist" in sc["error"] and "choose one from the list" in sc["error"]
+    unchanged(sc)
+
+
+def test_worker_error_midway_changes_nothing(batch_result):
+    """Two layers: the worker colorizes the first and refuses the second (too many pixels). The
+    image keeps neither result: it is exactly as it was, gray."""
+    sc = scenario(batch_result, "refused_midway")
+    assert sc["status"] == "execution-error"
+    readable(sc["error"])
+    assert "accepts at most" in sc["error"] and "worker.log" in sc["error"]
+    unchanged(sc)
+
+
+def descendants(pid):
+    """Processes started (directly or not) by ``pid``: {pid: command line}."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    found, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            try:
+                found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            todo.append(child)
+    return found
+
+
+def test_cancel_leaves_the_image_as_it_was(gimp):
+    """GIMP ends a plug-in whose progress is cancelled with SIGTERM: mid-run, the image must stay
+    exactly as it was (the run cancels its worker job and had not touched the image)."""
+    root, work = gimp
+    big = (photo(size=(1800, 1350)).mean(-1) * 255).astype(np.uint8)
+    Image.fromarray(big, "L").save(work / "big.png")
+    state = work / "cancel-state" / "worker.json"
+    worker = start_worker(state)
+    marker = work / "cancel-started"
+    marker.unlink(missing_ok=True)
+    sent = {}
+
+    def cancel():   # once the plug-in has been running a moment: what GIMP's Cancel does
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not sent:
+            plug_ins = [p for p, cmd in descendants(os.getpid()).items() if "chromastyle/chromastyle.py" in cmd]
+            if marker.exists() and plug_ins:
+                time.sleep(1.5)
+                os.kill(plug_ins[0], signal.SIGTERM)
+                sent["pid"] = plug_ins[0]
+            time.sleep(0.05)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    scenarios = [{"name": "cancel", "image": str(work / "big.png"), "marker": marker.name,
+                  "args": {"style": "the_scream", "output": "new-layer"}}]
+    try:
+        r, result = run_gimp(root, work, HERE / "gimp_batch.py", {"work": str(work), "scenarios": scenarios},
+                             env={"CHROMASTYLE_STATE_FILE": str(state)})
+    finally:
+        canceller.join()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    assert sent, "the plug-in was never seen running"
+    assert r.returncode == 0 and result, r.stderr[-3000:]
+    sc = scenario(result, "cancel")
+    assert sc["status"] != "success"
+    unchanged(sc)
 
 
 def test_auto_starts_the_worker(gimp):
+    """No worker running and nothing set but what `chromastyle install gimp` recorded: the plug-in
+    starts the worker with that interpreter (its state file goes to GIMP's user config dir)."""
     root, work = gimp
-    state = work / "auto" / "worker.json"
+    state = work / "xdg" / "chromastyle" / "worker.json"
+    assert not state.exists()
     scenarios = [{"name": "auto", "image": str(work / "gray.png"),
-                  "args": {"style": "natural", "strength": 1.0, "keep": "luminance", "tileable": False,
-                           "seed": 3, "output": "new-layer"}}]
+                  "args": {"style": "starry_night", "strength": 0.7, "keep": "none", "tileable": False,
+                           "seed": 3, "stroke-scale": 2.0, "output": "new-layer"}}]
     (work / "result.json").unlink(missing_ok=True)
-    r, result = run_gimp(root, work, HERE / "gimp_batch.py", {"work": str(work), "scenarios": scenarios},
-                         env={"CHROMASTYLE_STATE_FILE": str(state), "CHROMASTYLE_PYTHON": sys.executable})
+    r, result = run_gimp(root, work, HERE / "gimp_batch.py", {"work": str(work), "scenarios": scenarios})
     try:
         assert r.returncode == 0 and result, r.stderr[-3000:]
         sc = scenario(result, "auto")
         assert sc["status"] == "success", sc["error"]
         assert state.exists()
+        assert sc["base_type_after"] == "rgb" and any("starry_night" in layer["name"] for layer in sc["layers"])
     finally:
-        import json
         if state.exists():
             os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
 

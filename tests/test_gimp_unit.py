@@ -22,10 +22,13 @@ def plugin():
     for name in ("Gegl", "GLib", "GObject"):
         setattr(repo, name, types.SimpleNamespace())
     gi.repository = repo
-    saved = {k: sys.modules.get(k) for k in ("gi", "gi.repository", "chromastyle_client")}
+    saved = {k: sys.modules.get(k) for k in ("gi", "gi.repository", "chromastyle_client", "chromastyle_messages")}
     saved_path = list(sys.path)
     sys.modules.update({"gi": gi, "gi.repository": repo})
     sys.modules["chromastyle_client"] = importlib.import_module("chromastyle.client")
+    spec = importlib.util.spec_from_file_location("chromastyle_messages", ROOT / "plugins" / "common" / "messages.py")
+    sys.modules["chromastyle_messages"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["chromastyle_messages"])
     spec = importlib.util.spec_from_file_location("gimp_chromastyle", PLUGIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,8 +43,8 @@ def plugin():
 
 class Config:
     def __init__(self, **values):
-        self.values = {"style": "natural", "strength": 1.0, "keep": "none", "tileable": False, "seed": -1,
-                       "output": "new-layer", "hint-layer": None, **values}
+        self.values = {"style": "natural", "strength": 1.0, "stroke-scale": 1.0, "keep": "none", "tileable": False,
+                       "seed": -1, "output": "new-layer", "hint-layer": None, **values}
 
     def get_property(self, name):
         return self.values[name]
@@ -49,18 +52,20 @@ class Config:
 
 def test_argument_mapping(plugin):
     opts, output, hint = plugin.options_from_config(Config())
-    assert opts == {"styles": "natural", "keep": "none", "tileable": False, "seed": None}
+    assert opts == {"styles": "natural", "keep": "none", "tileable": False, "seed": None, "stroke_scale": 1.0}
     assert output == "new-layer" and hint is None
     opts, _, _ = plugin.options_from_config(Config(style="starry_night", strength=0.4, seed=7, tileable=True,
-                                                   keep="colors"))
-    assert opts == {"styles": "starry_night:0.4", "keep": "colors", "tileable": True, "seed": 7}
+                                                   keep="colors", **{"stroke-scale": 2.5}))
+    assert opts == {"styles": "starry_night:0.4", "keep": "colors", "tileable": True, "seed": 7, "stroke_scale": 2.5}
     opts, _, _ = plugin.options_from_config(Config(style="great_wave:0.3,the_scream:0.5", strength=0.9))
     assert opts["styles"] == "great_wave:0.3,the_scream:0.5"   # an explicit mix is kept as written
 
 
 @pytest.mark.parametrize("values, message", [({"keep": "all"}, "keep must be"),
                                              ({"output": "file"}, "output must be"),
-                                             ({"strength": 2.0}, "between 0 and 1")])
+                                             ({"strength": 2.0}, "between 0 and 1"),
+                                             ({"stroke-scale": 0.1}, "stroke scale"),
+                                             ({"stroke-scale": 5.0}, "stroke scale")])
 def test_bad_arguments(plugin, values, message):
     with pytest.raises(plugin.UserFacingError, match=message):
         plugin.options_from_config(Config(**values))

@@ -21,13 +21,18 @@ pixels = load("pixels")
 
 
 def test_option_mapping():
-    assert options.worker_options({}) == {"styles": "natural", "keep": "none", "tileable": False, "seed": None}
-    assert options.worker_options({"style": "the_scream", "strength": 0.25, "seed": 4, "keep": "luminance"}) == \
-        {"styles": "the_scream:0.25", "keep": "luminance", "tileable": False, "seed": 4}
+    assert options.worker_options({}) == {"styles": "natural", "keep": "none", "tileable": False, "seed": None,
+                                          "stroke_scale": 1.0}
+    assert options.worker_options({"style": "the_scream", "strength": 0.25, "seed": 4, "keep": "luminance",
+                                   "stroke_scale": 2.5}) == \
+        {"styles": "the_scream:0.25", "keep": "luminance", "tileable": False, "seed": 4, "stroke_scale": 2.5}
     with pytest.raises(options.OptionError):
         options.worker_options({"strength": 3})
     with pytest.raises(options.OptionError):
         options.worker_options({"keep": "both"})
+    for bad in (0.2, 4.5):
+        with pytest.raises(options.OptionError, match="stroke scale"):
+            options.worker_options({"stroke_scale": bad})
 
 
 class FakeKrita:
@@ -43,7 +48,7 @@ class FakeKrita:
 
 def test_settings_round_trip():
     k = FakeKrita()
-    s = {**options.DEFAULTS, "style": "great_wave", "strength": 0.5, "tileable": True, "seed": 9}
+    s = {**options.DEFAULTS, "style": "great_wave", "strength": 0.5, "tileable": True, "seed": 9, "stroke_scale": 0.5}
     options.save(k, s)
     assert options.load(k) == s
 
@@ -63,6 +68,14 @@ def test_pixel_formats_round_trip():
         pixels.to_worker(b"", "RGBA", "F16")
     with pytest.raises(pixels.UnsupportedLayer, match="not supported"):
         pixels.to_worker(b"", "CMYKA", "U8")
+
+
+def test_linear_profiles_are_sent_as_linear():
+    """Krita's 16-bit and float documents default to linear (g10) profiles."""
+    assert pixels.colorspace("Gray-D50-elle-V2-g10.icc") == "linear"
+    assert pixels.colorspace("sRGB-elle-V2-g10.icc") == "linear"
+    assert pixels.colorspace("sRGB-elle-V2-srgbtrc.icc") == "srgb"
+    assert pixels.colorspace("") == "srgb"
 
 
 def test_selection_masks_alpha():

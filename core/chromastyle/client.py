@@ -239,18 +239,25 @@ class Client:
         cmd = [self.python, "-m", "chromastyle", "serve", "--state-file", str(self.state_file)] + self.worker_args
         kw = {"start_new_session": True} if os.name == "posix" else \
             {"creationflags": getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        # The host's Python settings are not the worker's: Krita puts its plug-in folders, with a
+        # `chromastyle` package of its own, on PYTHONPATH. A neutral working directory keeps `-m`
+        # from importing whatever lies where the host runs.
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PYTHON")}
         try:
             with open(log, "wb") as out:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kw)
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env=env, cwd=log.parent, **kw)
         except OSError as e:
             raise WorkerError(f"the chromastyle worker could not start: cannot run {self.python} ({e}); "
                               "set the interpreter with `chromastyle install` or CHROMASTYLE_PYTHON") from None
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise WorkerError("the chromastyle worker could not start: "
-                                  f"{' / '.join(tail) or f'exit code {proc.returncode}'} — see {log}")
+                # the last unindented line says what went wrong (a traceback's frames are for the log)
+                lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                         if line.strip() and not line[0].isspace()]
+                reason = lines[-1] if lines else f"exit code {proc.returncode}"
+                raise WorkerError(f"the chromastyle worker could not start ({reason}) — see {log}")
             state = self._read_state()
             if state and state.get("pid") == proc.pid:
                 self.state = state

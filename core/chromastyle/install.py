@@ -2,6 +2,7 @@
 folder, with a copy of the stdlib client, and record the interpreter that runs the worker."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from .client import config_dir
 from .errors import UserError
-from .models import PACKAGE_DIR
+from .models import PACKAGE_DIR, home_dir
 
 CLIENT = PACKAGE_DIR / "client.py"
 
@@ -18,6 +19,11 @@ CLIENT = PACKAGE_DIR / "client.py"
 def plugins_dir():
     inside = PACKAGE_DIR / "_plugins"
     return inside if inside.is_dir() else PACKAGE_DIR.parents[1] / "plugins"
+
+
+def messages_file():
+    """The artist-facing error texts, shared by every adapter (copied like the client)."""
+    return plugins_dir() / "common" / "messages.py"
 
 
 def _user_data(win_env, win_sub, mac_sub, linux_base, linux_sub):
@@ -72,6 +78,7 @@ def install_gimp(dest=None):
     target = dest / "chromastyle"
     _copytree(plugins_dir() / "gimp" / "plug-ins" / "chromastyle", target)
     shutil.copy2(CLIENT, target / "chromastyle_client.py")
+    shutil.copy2(messages_file(), target / "chromastyle_messages.py")
     (target / "chromastyle.py").chmod(0o755)   # GIMP runs it directly
     return target
 
@@ -83,6 +90,7 @@ def install_krita(dest=None, kritarc=None):
     shutil.copy2(src / "chromastyle.desktop", dest / "chromastyle.desktop")
     _copytree(src / "chromastyle", dest / "chromastyle")
     shutil.copy2(CLIENT, dest / "chromastyle" / "client.py")
+    shutil.copy2(messages_file(), dest / "chromastyle" / "messages.py")
     enable_in_kritarc(Path(kritarc) if kritarc else kritarc_path())
     return dest / "chromastyle"
 
@@ -113,9 +121,10 @@ def enable_in_kritarc(path, enabled=True):
 
 
 def build_blender_zip(out_dir=None):
-    """The installable Blender extension: plugins/blender plus the client."""
+    """The installable Blender extension: plugins/blender plus the client and messages, built in
+    chromastyle's cache folder (never in the current directory) unless ``out_dir`` is given."""
     src = plugins_dir() / "blender"
-    out_dir = Path(out_dir or Path.cwd() / "dist")
+    out_dir = Path(out_dir) if out_dir else home_dir() / "blender"
     out_dir.mkdir(parents=True, exist_ok=True)
     version = "0.0.0"
     for line in (src / "blender_manifest.toml").read_text().splitlines():
@@ -127,6 +136,7 @@ def build_blender_zip(out_dir=None):
             if f.is_file() and "__pycache__" not in f.parts:
                 z.write(f, f.relative_to(src).as_posix())
         z.write(CLIENT, "client.py")
+        z.write(messages_file(), "messages.py")
     return path
 
 
@@ -140,7 +150,7 @@ def install_blender(blender=None, out_dir=None):
         if r.returncode:
             raise UserError(f"Blender could not install {path}: {r.stderr.strip()[-300:]}")
         return path, None
-    return path, " ".join(cmd)
+    return path, shlex.join(cmd)
 
 
 def uninstall(host, dest=None):

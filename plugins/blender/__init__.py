@@ -3,6 +3,7 @@
 The model runs in the chromastyle worker (started on demand); this extension uses only bpy, the
 standard library and the worker client (client.py, added by the build step)."""
 import os
+import shutil
 import tempfile
 import time
 
@@ -10,7 +11,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import client as client_lib
-from .jobs import Poller, Task, client, read_image, save_image_atomically, write_image
+from .jobs import Poller, StagedFolder, Task, client, kind_of, read_image, save_image_atomically, write_image
+from .messages import explain
 
 _styles = [("natural", "Natural (colorize only)", "")]
 
@@ -22,6 +24,8 @@ def style_items(self, context):
 class ChromastyleSettings(bpy.types.PropertyGroup):
     style: EnumProperty(name="Style", items=style_items)
     strength: FloatProperty(name="Strength", min=0.0, max=1.0, default=1.0)
+    stroke_scale: FloatProperty(name="Stroke Scale", min=0.25, max=4.0, default=1.0,
+                                description="Size of the style's brush strokes relative to the picture")
     keep: EnumProperty(name="Keep", items=[("none", "Nothing", "Colorize and stylize freely"),
                                             ("luminance", "Luminance", "Only add colour (pure colorization)"),
                                             ("colors", "Colours", "Only stylize lightness")], default="none")
@@ -36,7 +40,7 @@ def worker_options(settings, tileable=False):
     style = settings.style or "natural"
     styles = style if style == "natural" else f"{style}:{settings.strength:g}"
     return {"styles": styles, "keep": settings.keep, "tileable": tileable,
-            "seed": None if settings.seed < 0 else settings.seed}
+            "seed": None if settings.seed < 0 else settings.seed, "stroke_scale": round(settings.stroke_scale, 4)}
 
 
 class _Run:
@@ -54,7 +58,7 @@ class _Run:
         try:
             poller = self.start(context)
         except (client_lib.WorkerError, ValueError, KeyError) as e:
-            self.report({"ERROR"}, str(e))
+            self.report({"ERROR"}, explain(e, "blender", client()))
             return {"CANCELLED"}
         state = "running"
         while state == "running":
@@ -67,7 +71,7 @@ class _Run:
         try:
             self.poller = self.start(context)
         except (client_lib.WorkerError, ValueError, KeyError) as e:
-            self.report({"ERROR"}, str(e))
+            self.report({"ERROR"}, explain(e, "blender", client()))
             return {"CANCELLED"}
         wm = context.window_manager
         self.timer = wm.event_timer_add(0.1, window=context.window)
@@ -80,7 +84,7 @@ class _Run:
         if event.type == "ESC":
             self.poller.cancel()
             self.stop(context)
-            self.report({"WARNING"}, "cancelled; nothing was written for the unfinished image")
+            self.report({"WARNING"}, "Cancelled; nothing of this run was kept.")
             return {"CANCELLED"}
         if event.type == "TIMER":
             state = self.poller.poll()
@@ -112,7 +116,7 @@ class CHROMASTYLE_OT_refresh_styles(bpy.types.Operator):
         try:
             styles = client().styles()
         except client_lib.WorkerError as e:
-            self.report({"ERROR"}, str(e))
+            self.report({"ERROR"}, explain(e, "blender", client()))
             return {"CANCELLED"}
         _styles[:] = [(s["slug"], s["name"], "") for s in styles]
         return {"FINISHED"}
@@ -138,7 +142,7 @@ class CHROMASTYLE_OT_stylize_image(_Run, bpy.types.Operator):
         in_place = context.scene.chromastyle.in_place
 
         def finish(data, w, h):
-            result = write_image(data, w, h, f"{image.name}.chromastyle", like=image)
+            result = write_image(data, w, h, f"{image.name}.chromastyle", kind_of(image))
             if not in_place:
                 return result
             backup = image.copy()
@@ -180,7 +184,7 @@ class CHROMASTYLE_OT_stylize_texture(_Run, bpy.types.Operator):
         original = node.image
 
         def finish(data, w, h):
-            result = write_image(data, w, h, f"{original.name}.chromastyle", like=original)
+            result = write_image(data, w, h, f"{original.name}.chromastyle", kind_of(original))
             result.pack()
             node["chromastyle_original"] = original.name
             node.image = result
@@ -208,16 +212,23 @@ class CHROMASTYLE_OT_revert_texture(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def render_result_image(name="Render Result"):
-    """The render result (or Viewer) as a normal image: its pixels are not readable directly."""
+def read_render_result(name, kind):
+    """The render result's (or Viewer's) pixels, through a temporary EXR copy (they are not readable
+    directly), which is gone again afterwards; ``kind`` receives the copy's kind_of()."""
     src = bpy.data.images.get(name)
     if src is None:
         raise ValueError(f"there is no '{name}' image: render first (F12)")
-    tmp = os.path.join(tempfile.mkdtemp(prefix="chromastyle-"), "render.exr")
-    src.save_render(tmp)
-    img = bpy.data.images.load(tmp, check_existing=False)
-    img.name = f"{name} (chromastyle input)"
-    return img
+    folder = tempfile.mkdtemp(prefix="chromastyle-")
+    try:
+        src.save_render(os.path.join(folder, "render.exr"))
+        img = bpy.data.images.load(os.path.join(folder, "render.exr"), check_existing=False)
+        try:
+            kind[:] = kind_of(img)
+            return read_image(img)
+        finally:
+            bpy.data.images.remove(img)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class CHROMASTYLE_OT_stylize_render(_Run, bpy.types.Operator):
@@ -227,13 +238,13 @@ class CHROMASTYLE_OT_stylize_render(_Run, bpy.types.Operator):
     source: StringProperty(name="Source", default="Render Result")
 
     def tasks(self, context):
-        img = render_result_image(self.source)
+        if self.source not in bpy.data.images:
+            raise ValueError(f"there is no '{self.source}' image: render first (F12)")
+        kind = []
 
         def finish(data, w, h):
-            result = write_image(data, w, h, f"{self.source}.chromastyle", like=img)
-            bpy.data.images.remove(img)
-            return result
-        return [Task(self.source, lambda: read_image(img), finish)]
+            return write_image(data, w, h, f"{self.source}.chromastyle", kind)
+        return [Task(self.source, lambda: read_render_result(self.source, kind), finish)]
 
 
 def frame_paths(scene):
@@ -246,33 +257,41 @@ class CHROMASTYLE_OT_stylize_sequence(_Run, bpy.types.Operator):
     bl_label = "Stylize Rendered Animation"
     bl_description = "Stylize every rendered frame into a parallel image sequence"
 
-    def tasks(self, context):
+    def start(self, context):
+        """Frames are written into a staged copy of the output folder, moved into place once all
+        are done: a failed or cancelled run leaves the folder as it was."""
         scene = context.scene
-        out_dir = bpy.path.abspath(scene.chromastyle.output_dir)
         frames = [(f, p) for f, p in frame_paths(scene) if os.path.exists(p)]
         if not frames:
             raise ValueError("no rendered frames found: render the animation first (Ctrl F12)")
-        tasks = []
-        sequence_id = f"blender-{scene.name}-{time.time()}"   # rendered frames: temporally consistent
-        for f, path in frames:
-            def read(path=path):
-                img = bpy.data.images.load(path, check_existing=False)
-                try:
-                    return read_image(img)
-                finally:
-                    bpy.data.images.remove(img)
+        staged = StagedFolder(bpy.path.abspath(scene.chromastyle.output_dir))
+        sequence = f"blender-{scene.name}-{time.time()}"   # rendered frames: temporally consistent
+        tasks = [Task(f"frame {f}", lambda path=path: read_frame(path),
+                      lambda data, w, h, path=path: finish_frame(data, w, h, path, staged),
+                      sequence={"id": sequence, "reset": i == 0}) for i, (f, path) in enumerate(frames)]
+        return Poller(tasks, worker_options(scene.chromastyle), staged)
 
-            def finish(data, w, h, path=path):
-                like = bpy.data.images.load(path, check_existing=False)
-                result = write_image(data, w, h, "chromastyle frame", like=like)
-                bpy.data.images.remove(like)
-                target = os.path.join(out_dir, os.path.basename(path))
-                save_image_atomically(result, target)
-                bpy.data.images.remove(result)
-                return target
-            tasks.append(Task(f"frame {f}", read, finish,
-                              sequence={"id": sequence_id, "reset": not tasks}))
-        return tasks
+
+def read_frame(path):
+    img = bpy.data.images.load(path, check_existing=False)
+    try:
+        return read_image(img)
+    finally:
+        bpy.data.images.remove(img)
+
+
+def finish_frame(data, w, h, path, staged):
+    """The stylized frame, saved like the rendered one under its name in the staged folder."""
+    like = bpy.data.images.load(path, check_existing=False)
+    kind = kind_of(like)
+    bpy.data.images.remove(like)
+    result = write_image(data, w, h, "chromastyle frame", kind)
+    target = staged.path(os.path.basename(path))
+    try:
+        save_image_atomically(result, target)
+    finally:
+        bpy.data.images.remove(result)
+    return target
 
 
 def compositor_tree(scene):
@@ -320,6 +339,7 @@ def settings_ui(layout, settings):
     row.prop(settings, "style", text="")
     row.operator("chromastyle.refresh_styles", text="", icon="FILE_REFRESH")
     layout.prop(settings, "strength", slider=True)
+    layout.prop(settings, "stroke_scale")
     layout.prop(settings, "keep")
     layout.prop(settings, "seed")
 

@@ -2,14 +2,19 @@
 
 Standard library + bpy only (no numpy): pixels move with foreach_get/foreach_set on array('f').
 Blender's rows are bottom-up and float images are scene-linear; the worker gets top-down rows and
-is told the colour space, so it converts linear <-> sRGB itself."""
+is told the colour space, so it converts linear <-> sRGB itself.
+
+A run either completes or leaves nothing behind: images are made only from finished results, and
+frames of a sequence are staged and moved into place when the whole sequence is done."""
 import os
+import shutil
 import tempfile
 from array import array
 
 import bpy
 
 from . import client as client_lib
+from .messages import explain
 
 _client = None
 _UMASK = os.umask(0o022)
@@ -39,11 +44,17 @@ def read_image(image):
     return flip_rows(buf.tobytes(), w, h), w, h, "linear" if linear else "srgb"
 
 
-def write_image(data, width, height, name, like):
-    """A new image with the result, in the same kind of buffer and colour space as ``like``."""
-    img = bpy.data.images.new(name, width, height, alpha=True, float_buffer=like.is_float)
+def kind_of(image):
+    """What a result must be like to match ``image``: (float buffer?, colour space name)."""
+    return image.is_float, image.colorspace_settings.name
+
+
+def write_image(data, width, height, name, kind):
+    """A new image with the result, of the ``kind`` (see kind_of) of its source."""
+    float_buffer, colorspace = kind
+    img = bpy.data.images.new(name, width, height, alpha=True, float_buffer=float_buffer)
     try:
-        img.colorspace_settings.name = like.colorspace_settings.name
+        img.colorspace_settings.name = colorspace
     except TypeError:  # a colour space this build lacks; keep the default
         pass
     buf = array("f")
@@ -70,6 +81,30 @@ def save_image_atomically(img, path):
             os.unlink(tmp)
 
 
+class StagedFolder:
+    """Files for ``folder`` are written into a hidden folder beside it and moved into place by
+    commit(), when the whole run is done; discard() leaves ``folder`` as it was."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.created = not os.path.isdir(folder)
+        os.makedirs(folder, exist_ok=True)
+        self.stage = tempfile.mkdtemp(prefix=".chromastyle-", dir=folder)
+
+    def path(self, name):
+        return os.path.join(self.stage, name)
+
+    def commit(self):
+        for name in sorted(os.listdir(self.stage)):
+            os.replace(os.path.join(self.stage, name), os.path.join(self.folder, name))
+        os.rmdir(self.stage)
+
+    def discard(self):
+        shutil.rmtree(self.stage, ignore_errors=True)
+        if self.created and not os.listdir(self.folder):
+            os.rmdir(self.folder)
+
+
 class Task:
     """One image through the worker: ``read`` gives (bytes, w, h, colorspace); ``finish`` takes
     the result bytes. Nothing is written until the result has fully arrived."""
@@ -80,12 +115,14 @@ class Task:
 
 class Poller:
     """Runs tasks one after another; poll() is called from a modal timer (or a loop in
-    background mode) and never blocks for long."""
+    background mode) and never blocks for long. ``staged``: a StagedFolder the tasks write into,
+    committed when all are done and discarded when the run fails or is cancelled."""
 
-    def __init__(self, tasks, options):
+    def __init__(self, tasks, options, staged=None):
         self.tasks = list(tasks)
         self.total = len(self.tasks)
         self.options = options
+        self.staged = staged
         self.job = None
         self.task = None
         self.finished = 0
@@ -102,7 +139,7 @@ class Poller:
         try:
             if self.job is None:
                 if not self.tasks:
-                    return "done"
+                    return self._done()
                 self.task = self.tasks.pop(0)
                 data, w, h, colorspace = self.task.read()
                 self.size = (w, h)
@@ -118,12 +155,26 @@ class Poller:
             self.outputs.append(self.task.finish(out, *self.size))
             self.job = None
             self.finished += 1
-            return "running" if self.tasks else "done"
-        except (client_lib.WorkerError, OSError, RuntimeError) as e:
-            self.error = str(e)
+            return "running" if self.tasks else self._done()
+        except (client_lib.WorkerError, OSError, RuntimeError, ValueError) as e:
+            self.error = explain(e, "blender", c)
+            self._discard()
             return "failed"
 
+    def _done(self):
+        if self.staged:
+            self.staged.commit()
+            self.staged = None
+        return "done"
+
+    def _discard(self):
+        if self.staged:
+            self.staged.discard()
+            self.staged = None
+        self.outputs = []
+
     def cancel(self):
+        """Esc: the worker drops the job, and nothing of this run is kept."""
         if self.job:
             try:
                 client().cancel(self.job)
@@ -131,3 +182,4 @@ class Poller:
                 pass
         self.job = None
         self.tasks = []
+        self._discard()

@@ -1,5 +1,6 @@
-"""Runs inside the bpy 5.0.1 module: installs the chromastyle extension zip, runs its operators
-headless and writes result.json plus raw pixels for the pytest side. argv: ZIP WORK"""
+"""Runs inside a bpy module (Blender 5.0 or 4.2 LTS): installs the chromastyle extension zip, runs
+its operators headless, with no worker running at first, and writes result.json plus raw pixels for
+the pytest side. argv: ZIP WORK STATE_FILE"""
 import json
 import os
 import sys
@@ -9,8 +10,8 @@ from array import array
 
 import bpy
 
-ZIP, WORK = sys.argv[1], sys.argv[2]
-result = {}
+ZIP, WORK, STATE_FILE = sys.argv[1], sys.argv[2], sys.argv[3]
+result = {"blender_version": bpy.app.version_string, "worker_running_before": os.path.exists(STATE_FILE)}
 
 
 def pixels(img, name):
@@ -56,13 +57,23 @@ def _():
     return {"styles": [s[0] for s in ext._styles]}
 
 
+def attempt(operator, **kw):
+    """-> (status, message): in background mode an operator that reports an error raises it."""
+    try:
+        return sorted(operator(**kw)), None
+    except RuntimeError as e:
+        return ["CANCELLED"], str(e)
+
+
 @scenario("byte_image")
 def _():
     values = [v for g in gray for v in (g, g, g, 1.0)]
     img = image_from("photo", W, H, values)
     before = pixels(img, "byte_before")
     scene.chromastyle.style = "natural"
+    scene.chromastyle.stroke_scale = 2.0
     status = bpy.ops.chromastyle.stylize_image(image="photo")
+    scene.chromastyle.stroke_scale = 1.0
     out = bpy.data.images.get("photo.chromastyle")
     return {"status": sorted(status), "before": before, "after_original": pixels(img, "byte_original_after"),
             "result": pixels(out, "byte_result") if out else None}
@@ -101,12 +112,38 @@ def _():
     return info
 
 
+@scenario("unknown_style")
+def _():
+    """A style list that is out of date (the worker's model changed): the run fails, says what to
+    do, and adds nothing."""
+    values = [v for g in gray for v in (g, g, g, 1.0)]
+    img = image_from("stale", W, H, values)
+    ext._styles.append(("no_such_style", "No such style", ""))
+    scene.chromastyle.style = "no_such_style"
+    before, pixels_before = {i.name for i in bpy.data.images}, jobs.read_image(img)[0]
+    status, message = attempt(bpy.ops.chromastyle.stylize_image, image="stale")
+    render_status, render_message = attempt(bpy.ops.chromastyle.stylize_render, source="stale")
+    mat = bpy.data.materials.new("Stale")
+    mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.name, node.image = "Tex", img
+    nodes_before = len(mat.node_tree.nodes)
+    texture_status, texture_message = attempt(bpy.ops.chromastyle.stylize_texture, material="Stale", node="Tex")
+    texture_kept = node.image == img and "chromastyle_original" not in node and len(mat.node_tree.nodes) == nodes_before
+    scene.chromastyle.style = "natural"
+    ext._styles.pop()
+    return {"status": status, "message": message, "render_status": render_status, "render_message": render_message,
+            "texture_status": texture_status, "texture_message": texture_message, "texture_kept": texture_kept,
+            "new_images": sorted({i.name for i in bpy.data.images} - before),
+            "unchanged": jobs.read_image(img)[0] == pixels_before}
+
+
 @scenario("cancel")
 def _():
     big = image_from("big", 1024, 1024, [0.5] * (1024 * 1024 * 4))
     before = {i.name for i in bpy.data.images}
     poller = jobs.Poller([jobs.Task("big", lambda: jobs.read_image(big),
-                                    lambda data, w, h: jobs.write_image(data, w, h, "big.chromastyle", like=big))],
+                                    lambda data, w, h: jobs.write_image(data, w, h, "big.chromastyle", jobs.kind_of(big)))],
                          {"styles": "natural", "tile": 128, "overlap": 16})
     assert poller.poll() == "running"          # submitted
     time.sleep(0.3)
@@ -128,6 +165,13 @@ def _():
     scene.chromastyle.style = "starry_night"
     bpy.ops.render.render(animation=True)
     rendered = sorted(os.listdir(os.path.join(WORK, "render")))
+    # Esc after the first frame: what the modal operator's Esc does is poller.cancel()
+    poller = ext.CHROMASTYLE_OT_stylize_sequence.start(None, bpy.context)
+    while poller.finished < 1 and poller.poll() == "running":
+        time.sleep(0.03)
+    frames_before_cancel = poller.finished
+    poller.cancel()
+    after_cancel = os.path.exists(os.path.join(WORK, "stylized")) and os.listdir(os.path.join(WORK, "stylized"))
     status = bpy.ops.chromastyle.stylize_sequence()
     stylized = sorted(os.listdir(os.path.join(WORK, "stylized")))
     comp = bpy.ops.chromastyle.setup_compositor()
@@ -136,7 +180,8 @@ def _():
     bpy.ops.render.render()
     single = bpy.ops.chromastyle.stylize_render()
     out = bpy.data.images.get("Render Result.chromastyle")
-    return {"rendered": rendered, "status": sorted(status), "stylized": stylized, "compositor": sorted(comp),
+    return {"rendered": rendered, "frames_before_cancel": frames_before_cancel, "after_cancel": after_cancel,
+            "status": sorted(status), "stylized": stylized, "compositor": sorted(comp),
             "node_linked": bool(node and node.outputs["Image"].is_linked),
             "node_duration": node.frame_duration if node else None, "single": sorted(single),
             "single_result": pixels(out, "render_single") if out else None}

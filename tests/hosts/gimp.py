@@ -3,32 +3,15 @@ mount namespace so nothing leaks), with the chromastyle plug-in installed by its
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from hosts.chroot import in_root, trixie_root, worker_paths
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 
 
 def gimp_root():
-    out = subprocess.run(["bash", str(HERE / "setup_gimp.sh")], capture_output=True, text=True, timeout=1200)
-    if out.returncode:
-        raise RuntimeError(f"could not prepare GIMP 3: {out.stderr[-2000:]}")
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-def chroot_shell(root, env, command, rw=(), ro=(), x11=False):
-    """A shell line for `unshare --mount --propagation private sh -c`: mount what GIMP needs into
-    the root (``rw``/``ro`` folders at the same paths), then run ``command`` there with only ``env``."""
-    mounts = [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
-    if x11:
-        mounts.append(f"mkdir -p {root}/tmp/.X11-unix && mount --bind /tmp/.X11-unix {root}/tmp/.X11-unix")
-    for p in dict.fromkeys(rw):
-        mounts.append(f"mkdir -p {root}{p} && mount --bind {p} {root}{p}")
-    for p in dict.fromkeys(ro):
-        mounts.append(f"mkdir -p {root}{p} && mount --bind {p} {root}{p} && mount -o remount,bind,ro {root}{p}")
-    inner = " ".join(f"{k}='{v}'" for k, v in env.items())
-    return " && ".join(mounts) + f" && chroot {root} env -i {inner} {command}"
+    return trixie_root("gimp", "python3-gi")
 
 
 def run_gimp(root, workdir, script, params, env=None, timeout=300):
@@ -43,14 +26,12 @@ def run_gimp(root, workdir, script, params, env=None, timeout=300):
     (profile / "gimprc").write_text(f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{plug_ins}")\n')
     (workdir / "params.json").write_text(json.dumps(params))
     batch = f'PARAMS = "{workdir / "params.json"}"; exec(open("{script}").read())'
-    python_home = Path(os.path.realpath(sys.executable)).parents[1]   # the interpreter's prefix
     envs = {"PATH": "/usr/bin:/bin", "HOME": str(workdir / "home"), "LANG": "C.UTF-8",
             "GIMP3_DIRECTORY": str(profile), "XDG_CONFIG_HOME": str(workdir / "xdg"), **(env or {})}
-    cmd = chroot_shell(root, envs, f"gimp-console-3.0 -i -d -f --batch-interpreter=python-fu-eval -b '{batch}' --quit",
-                       rw=[workdir], ro=[REPO, python_home, Path(sys.prefix)])
+    cmd = in_root(root, envs, f"gimp-console-3.0 -i -d -f --batch-interpreter=python-fu-eval -b '{batch}' --quit",
+                  rw=[workdir], ro=worker_paths())
     (workdir / "home").mkdir(exist_ok=True)
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     result_file = workdir / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return r, result
@@ -74,10 +55,9 @@ def run_gimp_gui(root, workdir, script, params, env=None, timeout=180):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     envs = {"PATH": "/usr/bin:/bin", "HOME": str(workdir / "home"), "LANG": "C.UTF-8", "DISPLAY": ":78",
             "GIMP3_DIRECTORY": str(profile), "XDG_CONFIG_HOME": str(workdir / "xdg"), **(env or {})}
-    cmd = chroot_shell(root, envs, f"gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval -b '{batch}'",
-                       rw=[workdir], ro=[REPO], x11=True)
-    gimp = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = in_root(root, envs, f"gimp-3.0 -n -d -f -s --batch-interpreter=python-fu-eval -b '{batch}'",
+                  rw=[workdir], ro=worker_paths(), x11=True)
+    gimp = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not (workdir / "ready").exists():

@@ -1,21 +1,30 @@
-"""Run the real Krita under Xvfb with the chromastyle plug-in (installed by its real installer) and
-a harness extension that runs scenarios and exits."""
+"""Run a real Krita under Xvfb with the chromastyle plug-in (installed by `chromastyle install krita`,
+as an artist does) and a harness extension that runs scenarios and exits.
+
+Two Kritas: Debian's own on this machine (5.1.5 on bookworm) and trixie's (5.2.9) from the cached
+trixie root, run chrooted."""
 import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from chromastyle import install
+from hosts.chroot import in_root, trixie_root, worker_paths
 
 HERE = Path(__file__).resolve().parent
+KRITAS = ("system", "trixie")
 
 
-def ensure_krita():
+def ensure_krita(which="system"):
+    """None for the system's Krita, else the root that holds trixie's."""
+    if which == "trixie":
+        return trixie_root("krita", "python3-pyqt5")
     r = subprocess.run(["bash", str(HERE / "setup_krita.sh")], capture_output=True, text=True, timeout=1200)
     if r.returncode:
         raise RuntimeError(f"could not install Krita: {r.stderr[-2000:]}")
+    return None
 
 
 @contextlib.contextmanager
@@ -36,26 +45,52 @@ def xvfb():
         proc.wait(10)
 
 
-def run_krita(work, params, env=None, timeout=300):
+def install_like_an_artist(home):
+    """`chromastyle install krita` for a user whose home is ``home``: the plug-in goes to pykrita, is
+    enabled in kritarc, and this Python is recorded as the one that runs the worker."""
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local" / "share")}
+    env.pop("CHROMASTYLE_CONFIG_DIR", None)
+    subprocess.run([sys.executable, "-m", "chromastyle", "install", "krita"], env=env, check=True,
+                   capture_output=True, text=True)
+    return home / ".local" / "share" / "krita" / "pykrita"
+
+
+def run_krita(work, params, root=None, env=None, timeout=300):
+    """Krita (the system's, or the one in ``root``) with the plug-in and the harness; returns the
+    finished process and the harness's result.json (None if it wrote none)."""
     work = Path(work)
     home = work / "home"
-    pykrita = home / ".local" / "share" / "krita" / "pykrita"
-    install.install_krita(pykrita, kritarc=home / ".config" / "kritarc")
+    pykrita = install_like_an_artist(home)
     shutil.copytree(HERE / "krita_harness", pykrita, dirs_exist_ok=True)
     with open(home / ".config" / "kritarc", "a") as f:
         f.write("enable_chromastyle_harness=true\n")
     (work / "params.json").write_text(json.dumps({**params, "work": str(work)}))
+    (work / "result.json").unlink(missing_ok=True)
     runtime = work / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
-    envs = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
-            "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"), **(env or {})}
-    envs.pop("QT_QPA_PLATFORM", None)   # Krita needs X11: offscreen aborts
+    envs = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"), "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"),
+            **(env or {})}
     for attempt in range(2):   # Krita sometimes fails to reach a just-started Xvfb: try once more
         with xvfb() as display:
-            r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True,
-                               env={**envs, "DISPLAY": display}, timeout=timeout)
+            if root is None:
+                base = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}   # offscreen aborts
+                r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True, timeout=timeout,
+                                   env={**base, **envs, "DISPLAY": display})
+            else:
+                inner = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **envs, "DISPLAY": display}
+                r = subprocess.run(in_root(root, inner, "krita --nosplash", rw=[work], ro=worker_paths(), x11=True),
+                                   capture_output=True, text=True, timeout=timeout)
         if "could not connect to display" not in r.stderr:
             break
     result = work / "result.json"
     return r, json.loads(result.read_text()) if result.exists() else None
+
+
+def stop_worker(runtime):
+    """Stop the worker a test's Krita started (its state file is in the runtime dir)."""
+    import signal
+    state = Path(runtime) / "chromastyle" / "worker.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)

@@ -3,8 +3,8 @@
     python tests/hosts/screenshots.py gimp|krita OUT.png
 
 GIMP: the plug-in's dialog, opened interactively by a batch script in the GUI GIMP under Xvfb.
-Krita: the main window with the Chromastyle docker, grabbed by Qt inside Krita."""
-import json
+Krita: the main window after colorizing a gray photo on the first run, with the Chromastyle docker,
+grabbed by Qt inside Krita."""
 import os
 import signal
 import struct
@@ -20,7 +20,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from hosts.gimp import chroot_shell, gimp_root  # noqa: E402
+from hosts.chroot import chroot_shell  # noqa: E402
+from hosts.gimp import gimp_root  # noqa: E402
 
 from chromastyle import install  # noqa: E402
 
@@ -84,7 +85,7 @@ proc.run(cfg)
     try:
         time.sleep(40)
         shot = read_xwd(fb / "Xvfb_screen0")
-        Image.fromarray(crop_to_content(shot)).save(out)
+        Image.fromarray(crop_to_content(shot)[12:418, :428]).save(out)   # the dialog, at the top left
     finally:
         os.killpg(gimp_proc.pid, signal.SIGKILL)
         xvfb.terminate()
@@ -92,19 +93,20 @@ proc.run(cfg)
     print(out)
 
 
-def krita(out):
-    from hosts.krita import run_krita
+def krita(out, style="natural"):
+    """The first run on a gray photo, as an artist meets it: no worker running, the plug-in starts it,
+    colorizes the layer and the document becomes RGB; then the window is grabbed."""
+    from hosts.krita import run_krita, stop_worker
     work = Path(tempfile.mkdtemp(prefix="shot-"))
-    worker = start_worker(work / "state" / "worker.json")
     try:
         params = {"width": 512, "height": 512, "screenshot": str(Path(out).resolve()),
-                  "image": str(HERE.parents[1] / "core/chromastyle/samples/astronaut_gray.png"), "scenarios": []}
-        r, result = run_krita(work, params, env={"CHROMASTYLE_STATE_FILE": str(work / "state" / "worker.json")},
-                              timeout=120)
+                  "image": str(HERE.parents[1] / "core/chromastyle/samples/astronaut_gray.png"), "scenarios": [],
+                  "settings": {"style": style}}
+        r, result = run_krita(work, params, timeout=180)
         print(result, r.stderr[-500:] if not result else "")
     finally:
-        worker.terminate()
+        stop_worker(work / "runtime")
 
 
 if __name__ == "__main__":
-    {"gimp": gimp, "krita": krita}[sys.argv[1]](sys.argv[2])
+    {"gimp": gimp, "krita": krita}[sys.argv[1]](*sys.argv[2:])

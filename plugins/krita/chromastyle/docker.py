@@ -1,9 +1,11 @@
-"""Settings ▸ Dockers ▸ Chromastyle: the options, and a Run button."""
+"""Settings ▸ Dockers ▸ Chromastyle: the options, and a Run button. The style list comes from the
+worker's model as soon as the docker is shown (the worker is started if none runs)."""
 from krita import DockWidget, Krita
 
 from . import options as opts
-from .extension import client, run
-from .qt import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QPushButton, QSpinBox, QVBoxLayout,
+from .extension import STARTING, client, guarded, run, with_worker
+from .messages import explain
+from .qt import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
                  QWidget)
 
 
@@ -17,6 +19,10 @@ class ChromaStyleDocker(DockWidget):
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)
         self.strength.setSingleStep(0.05)
+        self.stroke_scale = QDoubleSpinBox()
+        self.stroke_scale.setRange(*opts.STROKE_SCALE)
+        self.stroke_scale.setSingleStep(0.25)
+        self.stroke_scale.setToolTip("Size of the style's brush strokes relative to the picture")
         self.hint = QComboBox()
         self.keep = QComboBox()
         self.keep.addItems(["none", "luminance", "colors"])
@@ -24,18 +30,23 @@ class ChromaStyleDocker(DockWidget):
         self.seed = QSpinBox()
         self.seed.setRange(-1, 2 ** 31 - 1)
         self.seed.setSpecialValueText("canonical")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
         refresh = QPushButton("Refresh styles and layers")
-        refresh.clicked.connect(self.refresh)
+        refresh.clicked.connect(lambda: guarded(self.refresh, self))
         go = QPushButton("Colorize && Stylize")
-        go.clicked.connect(self.run)
-        for label, widget in (("Style", self.style), ("Strength", self.strength), ("Hint layer", self.hint),
-                              ("Keep", self.keep), ("", self.tileable), ("Seed", self.seed)):
+        go.clicked.connect(lambda: guarded(self.run, self))
+        for label, widget in (("Style", self.style), ("Strength", self.strength), ("Stroke scale", self.stroke_scale),
+                              ("Hint layer", self.hint), ("Keep", self.keep), ("", self.tileable),
+                              ("Seed", self.seed)):
             form.addRow(label, widget)
         layout = QVBoxLayout(body)
         layout.addLayout(form)
+        layout.addWidget(self.status)
         layout.addWidget(refresh)
         layout.addWidget(go)
         self.setWidget(body)
+        self.styles_asked = False
         self.load()
 
     def load(self):
@@ -43,21 +54,36 @@ class ChromaStyleDocker(DockWidget):
         self.style.clear()
         self.style.addItem(s["style"], s["style"])
         self.strength.setValue(s["strength"])
+        self.stroke_scale.setValue(s["stroke_scale"])
         self.keep.setCurrentText(s["keep"])
         self.tileable.setChecked(s["tileable"])
         self.seed.setValue(s["seed"])
 
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not self.styles_asked:   # the first time the docker is seen: fill in the styles
+            self.refresh()
+
     def refresh(self):
-        """Styles from the worker's model; layers of the active document for the hint layer."""
+        """Styles from the worker's model (asked on a thread); layers of the active document."""
+        self.styles_asked = True
+        self.status.setText("Asking the chromastyle worker for its styles…")
+        with_worker(self.show_styles, lambda: self.status.setText(STARTING))
+        self.refresh_layers()
+
+    def show_styles(self, styles, error):
+        if error is not None:
+            self.status.setText(explain(error, "krita", client()))
+            return
         current = self.style.currentData() or "natural"
-        try:
-            styles = client().styles()
-        except Exception as e:  # shown in place of the list, the docker keeps working
-            styles = [{"slug": current, "name": f"{current} (worker: {e})"}]
         self.style.clear()
         for s in styles:
             self.style.addItem(s["name"], s["slug"])
         self.style.setCurrentIndex(max(0, self.style.findData(current)))
+        self.status.setText(f"Ready: {len(styles)} styles.")
+
+    def refresh_layers(self):
+        current = self.hint.currentData() or ""
         self.hint.clear()
         self.hint.addItem("(none)", "")
         doc = Krita.instance().activeDocument()
@@ -68,15 +94,16 @@ class ChromaStyleDocker(DockWidget):
                 if node.type() == "paintlayer":
                     self.hint.addItem(node.name(), node.name())
                 stack.extend(node.childNodes())
+        self.hint.setCurrentIndex(max(0, self.hint.findData(current)))
 
     def settings(self):
         return {"style": self.style.currentData() or "natural", "strength": self.strength.value(),
-                "hint_layer": self.hint.currentData() or "", "keep": self.keep.currentText(),
-                "tileable": self.tileable.isChecked(), "seed": self.seed.value()}
+                "stroke_scale": self.stroke_scale.value(), "hint_layer": self.hint.currentData() or "",
+                "keep": self.keep.currentText(), "tileable": self.tileable.isChecked(), "seed": self.seed.value()}
 
     def run(self):
         opts.save(Krita.instance(), self.settings())
         run(settings=self.settings(), parent=self)
 
     def canvasChanged(self, canvas):
-        pass
+        self.refresh_layers()

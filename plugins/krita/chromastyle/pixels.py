@@ -18,6 +18,12 @@ def depth_info(depth):
     return DEPTHS[depth]
 
 
+def colorspace(profile):
+    """The worker's name for a profile's tone curve: Krita's linear profiles (the default for 16-bit
+    and float documents) are marked g10."""
+    return "linear" if "g10" in (profile or "") else "srgb"
+
+
 def swap_red_blue(data, typecode):
     a = array(typecode)
     a.frombytes(bytes(data))

@@ -1,12 +1,22 @@
 """Runs layers and animation frames through the worker without freezing Krita: a Qt timer polls
-the worker (short HTTP calls), so the event loop keeps turning while the model works."""
+the worker (short HTTP calls), so the event loop keeps turning while the model works.
+
+A run either finishes, or leaves the document as it was: a failed or cancelled run removes the
+layers it added."""
 from . import options as opts
 from . import pixels
+from .client import JobFailed
+from .messages import explain
 from .qt import QApplication, QObject, QTimer, pyqtSignal
 
 CONTEXT = 64
 POLL_MS = 100
-SRGB = "sRGB-elle-V2-srgbtrc.icc"   # Krita's own sRGB profile
+RGB_PROFILES = {"srgb": "sRGB-elle-V2-srgbtrc.icc", "linear": "sRGB-elle-V2-g10.icc"}   # Krita's own
+
+
+def rgb_profile(profile):
+    """The RGB profile with a (gray) profile's tone curve, so values keep their meaning."""
+    return RGB_PROFILES[pixels.colorspace(profile)]
 
 
 class RunError(Exception):
@@ -61,7 +71,8 @@ class Runner(QObject):
         self.hint_node = doc.nodeByName(settings.get("hint_layer") or "") if settings.get("hint_layer") else None
         nodes = [n for n in nodes if n.type() == "paintlayer" and n != self.hint_node]
         if not nodes:
-            raise RunError("select at least one paint layer (other than the hint layer)")
+            raise RunError("select the paint layer(s) to process in the Layers docker (not the hint layer) "
+                           "and run again")
         self.rect = work_rect(doc)
         self.selection = doc.selection()
         self.items = [(n, t) for n in nodes for t in keyframe_times(doc, n, settings.get("frames", "keyframes"))]
@@ -74,6 +85,7 @@ class Runner(QObject):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._poll)
         self.done = False
+        self.start_time = doc.currentTime()   # frames move the time: put it back afterwards
 
     def start(self):
         QTimer.singleShot(0, self._next)
@@ -91,16 +103,31 @@ class Runner(QObject):
         if source.uniqueId() not in self.targets:
             target = self.doc.createNode(f"{source.name()} ({self.options['styles']})", "paintlayer")
             source.parentNode().addChildNode(target, source)
-            if source.colorModel() != "RGBA":   # e.g. a grayscale document: the result has colour
-                if not target.setColorSpace("RGBA", source.colorDepth(), SRGB):
-                    raise RunError("could not make an RGB layer in this document")
             self.targets[source.uniqueId()] = target
+            if source.colorModel() != "RGBA":   # e.g. a grayscale document: the result has colour
+                if not target.setColorSpace("RGBA", source.colorDepth(), rgb_profile(source.colorProfile())):
+                    raise RunError("could not make an RGB layer in this document")
         return self.targets[source.uniqueId()]
+
+    def _color_document(self):
+        """Results are RGB, but a grayscale document composes every layer gray, on the canvas and in
+        exports: make it RGB at the same depth, one undo step, once every result is in."""
+        model = self.doc.colorModel()
+        if model == "RGBA" or not self.targets:
+            return
+        if not self.doc.setColorSpace("RGBA", self.doc.colorDepth(), rgb_profile(self.doc.colorProfile())):
+            raise RunError(f"Krita could not convert this {model} document to RGB; convert it with "
+                           "Image ▸ Convert Image Color Space and run again")
+        self.doc.waitForDone()
 
     def _next(self):
         if self.done:
             return
         if not self.items:
+            try:
+                self._color_document()
+            except Exception as e:
+                return self.fail(e)
             self.doc.refreshProjection()
             return self._finish(True, f"processed {self.total} layer(s)/frame(s)")
         self.current = self.items.pop(0)
@@ -115,28 +142,29 @@ class Runner(QObject):
                 key = f"krita-{id(self)}-{source.uniqueId().toString()}"
                 sequence = {"id": key, "reset": key not in self.sequences}
                 self.sequences.add(key)
-            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints, sequence=sequence)
+            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints,
+                                          colorspace=pixels.colorspace(source.colorProfile()), sequence=sequence)
         except Exception as e:  # worker or pixel errors end the run with a message, not a traceback
-            return self._finish(False, str(e))
+            return self.fail(e)
         self.timer.start(POLL_MS)
 
     def _poll(self):
         try:
             st = self.client.status(self.job)
         except Exception as e:
-            return self._finish(False, str(e))
+            return self.fail(e)
         done_items = self.total - len(self.items) - 1
         self.progressed.emit((done_items + st.get("progress", 0.0)) / self.total, st.get("stage", ""))
         if st["state"] in ("queued", "running"):
             return
         self.timer.stop()
         if st["state"] != "done":
-            return self._finish(False, st.get("error") or f"the job was {st['state']}")
+            return self.fail(JobFailed(st.get("error") or f"the job was {st['state']}"))
         try:
             out, _ = self.client.result(self.job)
             self._write(out)
         except Exception as e:
-            return self._finish(False, str(e))
+            return self.fail(e)
         self.job = None
         QTimer.singleShot(0, self._next)
 
@@ -175,9 +203,26 @@ class Runner(QObject):
             self.doc.waitForDone()
             QApplication.processEvents()
 
+    def fail(self, error):
+        """End the run with ``error`` told as a person reads it."""
+        self._finish(False, explain(error, "krita", self.client))
+
     def _finish(self, ok, message):
         if self.done:
             return
         self.done = True
         self.timer.stop()
+        if not ok:
+            self._remove_results()
+        if self.doc.currentTime() != self.start_time:
+            self.doc.setCurrentTime(self.start_time)
+            self._settle()   # the time switch completes asynchronously
         self.finished.emit(ok, message)
+
+    def _remove_results(self):
+        """A failed or cancelled run leaves the document as it was: no half-finished layers."""
+        for target in self.targets.values():
+            target.remove()
+        self.targets.clear()
+        self.results = []
+        self.doc.refreshProjection()

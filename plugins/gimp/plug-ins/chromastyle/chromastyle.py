@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """GIMP 3 plug-in: Filters ▸ Artistic ▸ Colorize & Stylize…
 
-Standard library + GIMP's introspection API + the chromastyle worker client, which
-`chromastyle install gimp` copies next to this file. The model runs in the worker process.
+Standard library + GIMP's introspection API + the chromastyle worker client and its messages,
+which `chromastyle install gimp` copies next to this file. The model runs in the worker process.
+
+Every selected layer goes through the worker before the image is touched, so a failed or cancelled
+run leaves the image exactly as it was.
 """
 import os
 import signal
 import sys
+import traceback
 
 import gi
 
@@ -15,15 +19,17 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 import chromastyle_client as client_lib  # noqa: E402  (next to this file: GIMP runs it as a script)
+from chromastyle_messages import explain  # noqa: E402
 
 PROC = "plug-in-chromastyle"
 KEEP = ("none", "luminance", "colors")
 OUTPUTS = ("new-layer", "replace")
+STROKE_SCALE = (0.25, 4.0)   # a style's brush strokes, relative to the picture
 CONTEXT = 64  # pixels of context around a selection, so colours near its edge are judged well
 
 
 class UserFacingError(Exception):
-    """Shown with Gimp.message / returned as the PDB error, never as a traceback."""
+    """Returned as the PDB error, which GIMP shows; never a traceback."""
 
 
 def options_from_config(config):
@@ -38,10 +44,13 @@ def options_from_config(config):
         raise UserFacingError(f"output must be new-layer or replace, not '{output}'")
     if not 0.0 <= strength <= 1.0:
         raise UserFacingError("strength must be between 0 and 1")
+    stroke_scale = float(config.get_property("stroke-scale"))
+    if not STROKE_SCALE[0] <= stroke_scale <= STROKE_SCALE[1]:
+        raise UserFacingError("the stroke scale must be between 0.25 and 4")
     styles = style if (":" in style or "," in style or style == "natural") else f"{style}:{strength:g}"
     seed = int(config.get_property("seed"))
     options = {"styles": styles, "keep": keep, "tileable": bool(config.get_property("tileable")),
-               "seed": None if seed < 0 else seed}
+               "seed": None if seed < 0 else seed, "stroke_scale": stroke_scale}
     return options, output, config.get_property("hint-layer")
 
 
@@ -101,6 +110,8 @@ class ChromaStyle(Gimp.PlugIn):
         proc.add_string_argument("style", "_Style", "Style slug (see `chromastyle styles`), or a mix "
                                  "'a:0.6,b:0.4'", "natural", rw)
         proc.add_double_argument("strength", "S_trength", "How strongly the style applies", 0.0, 1.0, 1.0, rw)
+        proc.add_double_argument("stroke-scale", "Stroke s_cale", "Size of the style's brush strokes relative "
+                                 "to the picture", *STROKE_SCALE, 1.0, rw)
         proc.add_layer_argument("hint-layer", "_Hint layer", "Layer whose painted pixels are colour hints",
                                 True, rw)
         proc.add_string_argument("keep", "_Keep", "none | luminance (pure colorization) | colors "
@@ -119,11 +130,13 @@ class ChromaStyle(Gimp.PlugIn):
             if not layers:
                 raise UserFacingError("select at least one layer (other than the hint layer) to process")
             process(image, layers, options, output, hint_layer)
-        except (UserFacingError, client_lib.WorkerError) as e:
-            if run_mode == Gimp.RunMode.INTERACTIVE:
-                Gimp.message(f"Colorize & Stylize: {e}")
+        except Exception as e:  # a message a person can read; a bug's traceback goes to GIMP's terminal output
+            if not isinstance(e, (UserFacingError, client_lib.WorkerError)):
+                traceback.print_exc()
+            # GIMP shows the returned message itself ("Execution error for 'Colorize & Stylize…': …")
+            message = explain(e, "gimp", _worker)
             return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error.new_literal(
-                GLib.quark_from_string("chromastyle"), str(e), 0))
+                GLib.quark_from_string("chromastyle"), message, 0))
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
     def dialog(self, procedure, config):
@@ -144,9 +157,9 @@ class ChromaStyle(Gimp.PlugIn):
             box.pack_start(combo, True, True, 0)
             box.show_all()
             dlg.get_content_area().pack_start(box, False, False, 6)
-            dlg.fill(["strength", "hint-layer", "keep", "tileable", "seed", "output"])
+            dlg.fill(["strength", "stroke-scale", "hint-layer", "keep", "tileable", "seed", "output"])
         except client_lib.WorkerError as e:
-            Gimp.message(f"Colorize & Stylize: {e}")
+            Gimp.message(f"Colorize & Stylize: {explain(e, 'gimp', _worker)}")
             dlg.fill(None)
         ok = dlg.run()
         dlg.destroy()
@@ -165,32 +178,35 @@ def worker():
 
 
 def process(image, layers, options, output, hint_layer):
-    """Every selected layer, in one undo group; only the selection changes."""
+    """Every selected layer through the worker first; then, in one undo group, the image changes:
+    only the selection, and a gray image becomes RGB."""
     c = worker()
+    eight_bit = image.get_precision() in (Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR,
+                                          Gimp.Precision.U8_PERCEPTUAL)
+    fmt, dtype = pixel_format(eight_bit)   # GEGL reads gray layers as RGBA too
+    results = []
+    for i, source in enumerate(layers):
+        rect = region(source)
+        if rect is not None:
+            results.append((source, rect, run_layer(c, source, rect, fmt, dtype, options, hint_layer, i, len(layers))))
     image.undo_group_start()
     try:
         if image.get_base_type() == Gimp.ImageBaseType.GRAY:
-            image.convert_rgb()   # GIMP's colour tools need RGB; inside the same undo group
-        eight_bit = image.get_precision() in (Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR,
-                                              Gimp.Precision.U8_PERCEPTUAL)
-        fmt, dtype = pixel_format(eight_bit)
-        total = len(layers)
-        for i, source in enumerate(layers):
-            rect = region(source)
-            if rect is None:
-                continue
+            image.convert_rgb()   # the results have colour; inside the same undo group
+        for source, rect, out in results:
             target = source
             if output == "new-layer":
                 target = source.copy()
                 target.set_name(f"{source.get_name()} ({options['styles']})")
                 image.insert_layer(target, source.get_parent(), image.get_item_position(source))
-            run_layer(c, target, source, rect, fmt, dtype, options, hint_layer, i, total)
+            write_layer(target, rect, fmt, out)
     finally:
         image.undo_group_end()
         Gimp.displays_flush()
 
 
-def run_layer(c, target, source, rect, fmt, dtype, options, hint_layer, index, total):
+def run_layer(c, source, rect, fmt, dtype, options, hint_layer, index, total):
+    """The worker's result for ``rect`` of the layer (the image is not touched)."""
     x, y, w, h = rect
     r = Gegl.Rectangle.new(x, y, w, h)
     pixels = bytes(source.get_buffer().get(r, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
@@ -217,6 +233,12 @@ def run_layer(c, target, source, rect, fmt, dtype, options, hint_layer, index, t
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return out
+
+
+def write_layer(target, rect, fmt, out):
+    x, y, w, h = rect
+    r = Gegl.Rectangle.new(x, y, w, h)
     shadow = target.get_shadow_buffer()
     shadow.set(r, fmt, out)
     shadow.flush()
