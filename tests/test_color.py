@@ -27,3 +27,16 @@ def test_round_trip_and_torch_agree():
     assert np.abs(lab_to_rgb(rgb_to_lab(rgb)) - rgb).max() < 1e-6
     t = rgb_to_lab(torch.from_numpy(rgb)).numpy()
     assert np.abs(t - rgb_to_lab(rgb)).max() < 1e-9
+
+
+def test_out_of_gamut_colours_keep_lightness_and_hue():
+    from chromastyle.color import lab_to_rgb_in_gamut
+
+    lab = np.array([[90.0, -60, 90], [20, 80, -100], [50, 10, 10]])   # two far outside sRGB
+    rgb = lab_to_rgb_in_gamut(lab)
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    back = rgb_to_lab(rgb)
+    assert np.abs(back[:, 0] - lab[:, 0]).max() < 0.5                  # lightness kept
+    hue = lambda x: np.arctan2(x[:, 2], x[:, 1])  # noqa: E731
+    assert np.abs(hue(back) - hue(lab)).max() < 0.05                   # hue kept
+    assert np.allclose(back[2], lab[2], atol=0.05)                      # in gamut: unchanged

@@ -15,7 +15,6 @@ import pytest
 
 from chromastyle import pipeline
 from chromastyle.client import Cancelled, Client, WorkerError, encode_job
-from conftest import SHIPPED_MODEL
 
 
 def start_worker(state_file, *extra):

@@ -78,3 +78,22 @@ def lightness(rgb):
 
 
 _LINEAR_LUT = srgb_to_linear(np.linspace(0, 1, 65536, dtype=np.float64)).astype(np.float32)
+
+
+def lab_to_rgb_in_gamut(lab, steps=8):
+    """L*a*b* (numpy, ...×3) -> sRGB in [0, 1]; a colour outside sRGB keeps its L* and hue and loses
+    just enough chroma to fit (a bisection on the chroma of those pixels), instead of being clipped
+    per channel, which would change its lightness."""
+    lab = np.asarray(lab)
+    rgb = lab_to_rgb(lab)
+    outside = ((rgb < -1e-4) | (rgb > 1 + 1e-4)).any(-1)
+    if outside.any():
+        sub = lab[outside]
+        low, high = np.zeros(len(sub), sub.dtype), np.ones(len(sub), sub.dtype)
+        for _ in range(steps):
+            mid = (low + high) / 2
+            trial = lab_to_rgb(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1))
+            fits = ((trial >= -1e-4) & (trial <= 1 + 1e-4)).all(-1)
+            low, high = np.where(fits, mid, low), np.where(fits, high, mid)
+        rgb[outside] = lab_to_rgb(np.concatenate([sub[:, :1], sub[:, 1:] * low[:, None]], -1))
+    return np.clip(rgb, 0, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from .color import lab_to_rgb, rgb_to_lab
+from .color import lab_to_rgb_in_gamut, rgb_to_lab
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -319,4 +319,4 @@ def merge_lab(source_rgb, result_rgb, keep):
     src, res = rgb_to_lab(source_rgb), rgb_to_lab(result_rgb)
     lab = np.concatenate([src[..., :1], res[..., 1:]] if keep == "luminance"
                          else [res[..., :1], src[..., 1:]], -1)
-    return np.clip(lab_to_rgb(lab), 0, 1).astype(np.float32)
+    return lab_to_rgb_in_gamut(lab).astype(np.float32)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from . import models
-from .color import lab_to_rgb, lightness
+from .color import lab_to_rgb_in_gamut, lightness
 from .engine import load_model
 from .errors import UserError
 from .guided import guided_upsample, levin_propagate
@@ -220,7 +220,7 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     if picture and picture.gray or is_gray(rgb) or hints is not None or not stylized:
         L = lightness(rgb) / 100
         ab = colorize(model, L, hints, z, step)
-        out = np.clip(lab_to_rgb(np.concatenate([L[..., None] * 100, ab * 110], -1)), 0, 1).astype(np.float32)
+        out = lab_to_rgb_in_gamut(np.concatenate([L[..., None] * 100, ab * 110], -1)).astype(np.float32)
     step(0.7)
     if stylized:
         out = stylize(model, out, style, float(opts.stroke_scale))
