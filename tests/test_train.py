@@ -150,6 +150,15 @@ def test_train_resume_and_cli_export_make_a_model_that_runs(data_dir, tmp_path):
     assert train(None, resume=style, steps=4) == style        # resumes with its own config
     assert load_checkpoint(style)["step"] == 4
     assert cli.main(["train", "--data", str(data_dir)]) == 2  # neither a part nor --resume
+    # a weights-only float16 copy carries the run to another machine: --init continues from it
+    assert cli.main(["train", "--slim", str(color), "--out", str(tmp_path / "slim.pt")]) == 0
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert "opt" not in slim and all(v.dtype != torch.float32 for v in slim["net"].values())
+    assert (tmp_path / "slim.pt").stat().st_size < 0.6 * color.stat().st_size
+    again = train("color", data=str(data_dir), out=str(tmp_path / "again"), steps=0,
+                  init=str(tmp_path / "slim.pt"), **SMALL_COLOR)
+    for (k, a), b in zip(load_checkpoint(color)["net"].items(), load_checkpoint(again)["net"].values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2), k
     assert cli.main(["export", str(color), str(style), "-o", str(tmp_path / "model")]) == 0
     model = engine.Model(tmp_path / "model" / "color.onnx")
     assert model.info.styles == ["natural"] + ALL_STYLES[:2]

@@ -100,9 +100,11 @@ def build_parser():
     t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     t.add_argument("--random-encoder", action="store_true",
                    help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
-    t.add_argument("--init", type=Path, help="colour: start from this checkpoint's decoder weights")
+    t.add_argument("--init", type=Path, help="start from this checkpoint's weights (no optimizer state)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
                    help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
+    t.add_argument("--slim", type=Path, metavar="CHECKPOINT",
+                   help="only write a weights-only float16 copy of CHECKPOINT to --out and exit")
 
     e = sub.add_parser("export", help="checkpoints -> a model folder (color.onnx + style.onnx)")
     e.add_argument("color", type=Path, help="colour decoder checkpoint")
@@ -335,6 +337,12 @@ def cmd_train(args):
         from .train.data import default_data_dir, make_pack
         size = make_pack(args.data or default_data_dir(), args.make_pack)
         print(f"wrote {args.make_pack} ({size / 2 ** 20:.1f} MiB)")
+        return
+    if args.slim:
+        from .train.loop import slim_checkpoint
+        if not args.out:
+            raise UsageError("--slim needs --out FILE")
+        print(f"wrote {slim_checkpoint(args.slim, args.out)}")
         return
     if not args.resume and not args.part:
         raise UsageError("say what to train (color or style), or --resume a checkpoint")

@@ -61,6 +61,19 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(src, map_location=device, weights_only=True)
 
 
+def slim_checkpoint(src, dst):
+    """A weights-only float16 copy of a checkpoint: the networks and what rebuilds them, without
+    optimizer and RNG states or the log. A few MB, so milestones can be committed and carried to
+    another machine, where ``chromastyle train PART --init FILE`` continues from them."""
+    ck = load_checkpoint(src)
+    out = {k: ck[k] for k in ("kind", "args", "config", "class_weights", "step") if k in ck}
+    for net in ("net", "D"):
+        if net in ck:
+            out[net] = {k: v.half() if v.is_floating_point() else v for k, v in ck[net].items()}
+    save_checkpoint(out, dst)
+    return Path(dst)
+
+
 def pick_device(name):
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,8 +124,9 @@ class Run:
                 self.write_log(row)
                 on_log(row)
                 sums, count = {}, 0
-            if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
+            if self.step % self.cfg.ckpt_every == 0 and self.step < self.cfg.steps:
                 self.save(out / "last.pt")
+        self.save(out / "last.pt")
         return out / "last.pt"
 
 
@@ -300,6 +314,7 @@ class StyleConfig:
     content_weight: float = 1.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
+    init: str = ""                 # start from this checkpoint's weights (fine-tuning, a new machine)
     seed: int = 0
     log_every: int = 25
     eval_every: int = 250
@@ -334,6 +349,11 @@ class StyleTrainer(Run):
             tensors = [torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float() for p in paintings]
             self.targets = [gram_targets(self.vgg, t) for t in tensors]
             self.net.set_descriptors(torch.cat([style_descriptor(self.vgg, t) for t in tensors]))
+        if cfg.init:
+            start = load_checkpoint(cfg.init)
+            self.net.load_state_dict(start["net"])
+            if "D" in start:
+                self.D.load_state_dict(start["D"])
         self.val_photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in D.split(root / "train")[1][:2]]
         self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(0.5, 0.99))
