@@ -4,7 +4,7 @@ scores of `chromastyle eval` (style ratio, texture ratio, content) and seconds p
 gray validation photos. Needs the `gmic` command (Debian package gmic) unless --no-gmic.
 
     python benchmarks/compare_gmic.py [--photos 3] [--styles starry_night,great_wave,the_scream]
-                                      [--size 256] [--gatys-steps 200] [--no-gmic]
+                                      [--size 256] [--gatys-steps 200] [--methods chromastyle,gmic,gatys]
 """
 import argparse
 import subprocess
@@ -60,19 +60,22 @@ def main():
     ap.add_argument("--photos", type=int, default=3)
     ap.add_argument("--styles", default="starry_night,great_wave,the_scream")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--gatys-steps", type=int, default=200, help="0 leaves the optimisation out")
-    ap.add_argument("--no-gmic", action="store_true")
+    ap.add_argument("--gatys-steps", type=int, default=200)
+    ap.add_argument("--methods", default="chromastyle,gmic,gatys")
     args = ap.parse_args()
     scorer = StyleScorer()
     files, _ = validation_photos(None, args.photos)
-    methods = {"chromastyle": lambda gray, slug, path, tmp: pipeline.run(gray, styles=slug)}
-    if not args.no_gmic:
+    chosen = args.methods.split(",")
+    methods = {}
+    if "chromastyle" in chosen:
+        methods["chromastyle"] = lambda gray, slug, path, tmp: pipeline.run(gray, styles=slug)
+        pipeline.run(np.zeros((64, 64, 3), np.float32), styles="natural")   # load the model first
+    if "gmic" in chosen:
         methods["G'MIC stylize"] = lambda gray, slug, path, tmp: gmic(gray, path, tmp)
-    if args.gatys_steps:
+    if "gatys" in chosen:
         methods[f"Gatys ({args.gatys_steps} steps)"] = lambda gray, slug, path, tmp: gatys(
             scorer, gray, scorer.painting(path, (gray.shape[1], gray.shape[0])), args.gatys_steps)
     rows = {name: [] for name in methods}
-    pipeline.run(np.zeros((64, 64, 3), np.float32), styles="natural")   # load the model first
     with tempfile.TemporaryDirectory() as tmp:
         for slug in args.styles.split(","):
             path = default_data_dir() / "styles" / f"{slug}.jpg"

@@ -110,6 +110,7 @@ def test_colour_trainer_runs_validates_and_resumes_exactly(data_dir, tmp_path):
     straight.run(on_log=lambda row: None)
     log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
     assert len(log) == 2 and '"val_ce"' in log[-1] and '"class"' in log[-1]
+    assert (tmp_path / "a" / "best.pt").exists()     # the lowest held-out cross-entropy so far
     half = ColorTrainer(replace(cfg, out=str(tmp_path / "b")))
     for _ in range(2):
         half.train_step()

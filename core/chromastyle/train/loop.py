@@ -96,9 +96,11 @@ def cosine_lr(opt, base, step, total):
 
 
 class Run:
-    """What both trainers share: the run folder, the log, checkpoints every so often."""
+    """What both trainers share: the run folder, the log, checkpoints every so often, and best.pt
+    whenever the held-out score ``best_key`` (if any) is the lowest so far."""
 
     kind = ""
+    best_key = None
 
     def write_log(self, row):
         self.log.append(row)
@@ -121,6 +123,10 @@ class Run:
                        **{k: round(v / count, 4) for k, v in sums.items()}}
                 if self.cfg.eval_every and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
                     row.update(self.validate())
+                    score = row.get(self.best_key)
+                    if score is not None and score < min([r[self.best_key] for r in self.log if self.best_key in r],
+                                                         default=float("inf")):
+                        self.save(out / "best.pt")
                 self.write_log(row)
                 on_log(row)
                 sums, count = {}, 0
@@ -183,6 +189,7 @@ class ColorTrainer(Run):
     """Trains the colour decoder on features of the frozen encoder, computed once (cache)."""
 
     kind = "color"
+    best_key = "val_ce"
 
     def __init__(self, cfg: ColorConfig):
         self.cfg = cfg
