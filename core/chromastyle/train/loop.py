@@ -80,6 +80,18 @@ def pick_device(name):
     return name
 
 
+def mixed_precision():
+    """bfloat16 autocast where the hardware computes it natively (CUDA; CPUs with AVX512-BF16 or
+    AMX, where convolutions run about 1.8× faster), else nothing. Losses are taken in float32."""
+    import contextlib
+
+    if torch.cuda.is_available():
+        return torch.autocast("cuda", torch.bfloat16)
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.autocast("cpu", torch.bfloat16) if native else contextlib.nullcontext()
+
+
 def rng_state(rng):
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 
@@ -260,7 +272,9 @@ class ColorTrainer(Run):
         varied = rng.random(cfg.batch) < cfg.z_share
         z[varied] = torch.from_numpy(rng.standard_normal((int(varied.sum()), self.args.z_dim)).astype(np.float32))
         cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
-        logits, reg, reach = self.net(b["feats"], b["L"], hints, propagated, z)
+        with mixed_precision():
+            logits, reg, reach = self.net(b["feats"], b["L"], hints, propagated, z)
+        logits, reg = logits.float(), reg.float()
         ab4 = F.avg_pool2d(b["ab"], 4)
         losses = {"class": class_loss(logits, ab4, self.net.bins, self.class_weights),
                   "reg": cfg.reg_weight * F.smooth_l1_loss(reg, ab4, beta=0.05)}
@@ -269,7 +283,8 @@ class ColorTrainer(Run):
             pair = slice(0, 2)
             z2 = torch.randn(2, self.args.z_dim)
             feats2 = {k: v[pair] for k, v in b["feats"].items()}
-            out2 = self.net(feats2, b["L"][pair], hints[pair], propagated[pair], z2)
+            with mixed_precision():
+                out2 = [o.float() for o in self.net(feats2, b["L"][pair], hints[pair], propagated[pair], z2)]
             d = (self.net.decode(logits[pair], reg[pair], reach[pair]) - self.net.decode(*out2)).abs().mean()
             losses["ms"] = cfg.ms_weight / (d / (z[pair] - z2).abs().mean() + 1e-3)
         loss = sum(losses.values())
@@ -400,27 +415,29 @@ class StyleTrainer(Run):
         x, style, kinds, painting = self.batch()
         cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
         cosine_lr(self.opt_d, cfg.lr, self.step, cfg.steps)
-        out = self.net(x, style)
         sty = slice(1, None)
-        losses = {"identity": cfg.identity_weight * F.l1_loss(out[0], x[0])}
-        feats = self.vgg(out[sty], STYLE_LAYERS + ("relu4_2",))
-        with torch.no_grad():
-            content_target = self.vgg(x[sty], ("relu4_2",))["relu4_2"]
         targets = [self.targets[k - 1] for k in kinds[1:]]
-        losses["style"] = cfg.style_weight * style_loss(feats, [t["rgb"] for t in targets])
-        if cfg.texture_weight:
-            losses["texture"] = cfg.texture_weight * style_loss(
-                self.vgg(luminance_image(out[sty]), STYLE_LAYERS),
-                [t["texture"] for t in targets])
-        losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"], content_target)
-        if cfg.adv_weight:
-            losses["adv"] = cfg.adv_weight * hinge_g(self.D(out[sty], style[sty]))
+        with mixed_precision():
+            out = self.net(x, style).float()
+            losses = {"identity": cfg.identity_weight * F.l1_loss(out[0], x[0])}
+            feats = self.vgg(out[sty], STYLE_LAYERS + ("relu4_2",))
+            with torch.no_grad():
+                content_target = self.vgg(x[sty], ("relu4_2",))["relu4_2"].float()
+            losses["style"] = cfg.style_weight * style_loss(feats, [t["rgb"] for t in targets])
+            if cfg.texture_weight:
+                losses["texture"] = cfg.texture_weight * style_loss(
+                    self.vgg(luminance_image(out[sty]), STYLE_LAYERS), [t["texture"] for t in targets])
+            losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"].float(), content_target)
+            if cfg.adv_weight:
+                losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(out[sty], style[sty])])
         loss = sum(losses.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         if cfg.adv_weight:
-            loss_d = hinge_d(self.D(painting, style[sty]), self.D(out[sty].detach(), style[sty]))
+            with mixed_precision():
+                real, fake = self.D(painting, style[sty]), self.D(out[sty].detach(), style[sty])
+            loss_d = hinge_d([o.float() for o in real], [o.float() for o in fake])
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()

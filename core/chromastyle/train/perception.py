@@ -136,7 +136,9 @@ class HED(nn.Module):
 
 
 def gram(f):
-    """Gram matrix normalised by C·H·W (the definition the style scores use)."""
+    """Gram matrix normalised by C·H·W (the definition the style scores use), in float32 even
+    under autocast."""
     n, c, h, w = f.shape
-    f = f.float().reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+    with torch.autocast(f.device.type, enabled=False):
+        f = f.float().reshape(n, c, h * w)
+        return f @ f.transpose(1, 2) / (c * h * w)
