@@ -331,8 +331,8 @@ class StyleConfig:
     lr: float = 1e-3
     widths: tuple = (24, 48, 96)
     res_blocks: int = 5
-    style_weight: float = 1.0
-    texture_weight: float = 1.0
+    style_weight: float = 3.0
+    texture_weight: float = 3.0
     content_weight: float = 1.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
