@@ -137,6 +137,8 @@ def test_style_trainer_runs_and_resumes_exactly(data_dir, tmp_path):
     resumed.load_state(load_checkpoint(tmp_path / "half.pt"))
     row = [resumed.train_step() for _ in range(2)][-1]
     assert {"style", "content", "identity", "adv", "d"} <= set(row)
+    assert resumed.val_photos and {"val_style", "val_texture", "val_content"} <= set(resumed.validate())
+    assert list(tmp_path.glob("sheet-*.jpg"))
     for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -447,24 +447,36 @@ class StyleTrainer(Run):
 
     @torch.no_grad()
     def validate(self):
-        """A sheet of two validation photos × natural and four styles in the run folder, and how far
-        natural is from the identity on them."""
+        """A sheet of two validation photos × natural and four styles in the run folder; how far
+        natural is from the identity on them; and the mean style scores of chromastyle eval (style
+        and texture ratios, content) of the four styles on them."""
         from PIL import Image
 
+        from ..evaluate import StyleScorer
+
+        if not self.val_photos:
+            return {}
+        self.scorer = getattr(self, "scorer", None) or StyleScorer()
+        root = Path(self.cfg.data) if self.cfg.data else D.default_data_dir()
         names = [n for n in ("starry_night", "great_wave", "the_scream", "composition_vii") if n in self.args.styles]
         names = names or self.args.styles[1:5]
-        rows, identity = [], []
+        rows, identity, scores = [], [], []
         for img in self.val_photos:
             x = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float()
             cells = [self.net(x, F.one_hot(torch.tensor([self.args.styles.index(n)]), len(self.args.styles)).float())
                      for n in ["natural"] + names]
             identity.append(float((cells[0] - x).abs().mean()))
+            photo = img.astype(np.float32) / 255
+            for name, out in zip(names, cells[1:]):
+                painting = self.scorer.painting(root / "styles" / f"{name}.jpg", (img.shape[1], img.shape[0]))
+                scores.append(self.scorer.scores(out[0].numpy().transpose(1, 2, 0), photo, painting))
             rows.append(torch.cat([x] + cells, 3)[0])
         width = min(r.shape[2] for r in rows)
         sheet = torch.cat([r[:, :min(r.shape[1] for r in rows), :width] for r in rows], 1)
         Image.fromarray((sheet.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
             Path(self.cfg.out) / f"sheet-{self.step:05d}.jpg", quality=85)
-        return {"val_identity_l1": round(float(np.mean(identity)), 4)}
+        return {"val_identity_l1": round(float(np.mean(identity)), 4),
+                **{f"val_{k}": round(float(np.mean([s[k] for s in scores])), 3) for k in scores[0]}}
 
 
 TRAINERS = {"color": (ColorConfig, ColorTrainer), "style": (StyleConfig, StyleTrainer)}
