@@ -166,15 +166,20 @@ def colorize(model, L, hints, z, progress):
 
 
 def stylize(model, rgb, style, stroke_scale):
-    """The style graph at the stroke scale's working size; its change to the picture is brought
-    to full size and added, so the input's detail is kept and strokes keep their size relative
-    to the picture whatever the resolution."""
+    """The style graph at the stroke scale's working size, given the paintings' weights (several
+    paintings mix inside the network); its change to the picture is brought to full size, scaled by
+    the total strength (1 − natural's weight) and added, so the input's detail is kept and strokes
+    keep their size relative to the picture whatever the resolution."""
     info = model.info
     h, w = rgb.shape[:2]
     size = working_size(h, w, info.stroke_size / stroke_scale, info.style_multiple)
     small = resize(rgb, size)
-    styled = model.stylize(np.ascontiguousarray(small.transpose(2, 0, 1)[None]), style)[0].transpose(1, 2, 0)
-    return np.clip(rgb + resize(styled - small, (h, w)), 0, 1)
+    strength = 1 - float(style[0, 0])
+    paintings = style.copy()
+    paintings[0, 0] = 0
+    paintings /= paintings.sum()
+    styled = model.stylize(np.ascontiguousarray(small.transpose(2, 0, 1)[None]), paintings)[0].transpose(1, 2, 0)
+    return np.clip(rgb + strength * resize(styled - small, (h, w)), 0, 1)
 
 
 def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
