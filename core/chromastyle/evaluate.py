@@ -144,7 +144,7 @@ def diversity(model, photos):
     return {"mean_ab_difference": float(np.mean(diffs)), "z0_bit_identical": bool(identical)}
 
 
-def sample_sheet(model, photos, styles, path, cell=128):
+def sample_sheet(model, photos, styles, path, cell=160):
     """Rows: photos; columns: original, gray input, natural, then every style."""
     rows = []
     for rgb in photos:
