@@ -48,6 +48,8 @@ def test_hint_sampling_uses_patch_means():
     ab = rng.uniform(-0.5, 0.5, (4, 2, 32, 32)).astype(np.float32)
     hints = D.sample_hints(rng, ab, p_none=0)
     assert (hints[:, 2] > 0).any(axis=(1, 2)).all()
+    dense = D.sample_hints(rng, ab, p_none=0, p_dense=1, dense=(60, 61))
+    assert dense[:, 2].mean() > 2 * hints[:, 2].mean() and (dense[:, 2].mean((1, 2)) > 0.5).all()
     assert hints[:, :2][np.broadcast_to(hints[:, 2:] == 0, hints[:, :2].shape)].max() == 0
 
 

@@ -77,13 +77,16 @@ def random_crops(rng, images, count, size):
     return batch
 
 
-def sample_hints(rng, ab, p_none=0.1, p_geometric=0.125, max_patch=9):
+def sample_hints(rng, ab, p_none=0.1, p_geometric=0.125, max_patch=9, p_dense=0.0, dense=(20, 150)):
     """Hints as in Zhang et al. 2017 training: a geometric number of patches, each of a random
-    size, filled with the patch's mean ground-truth ab. ab: N,2,H,W (a/110, b/110)."""
+    size, filled with the patch's mean ground-truth ab. ab: N,2,H,W (a/110, b/110). A share
+    ``p_dense`` of the crops gets a uniform count in ``dense`` instead: an artist who paints many
+    hints must be served as well as one who paints a few."""
     n, _, h, w = ab.shape
     hints = np.zeros((n, 3, h, w), np.float32)
     for i in range(n):
-        count = 0 if rng.random() < p_none else rng.geometric(p_geometric)
+        u = rng.random()
+        count = 0 if u < p_none else rng.integers(*dense) if u < p_none + p_dense else rng.geometric(p_geometric)
         for _ in range(min(count, 200)):
             size = rng.integers(1, max_patch + 1)
             y = rng.integers(h - size + 1)

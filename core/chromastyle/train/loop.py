@@ -170,6 +170,7 @@ class ColorConfig:
     blocks4: int = 2
     reg_weight: float = 4.0
     p_none: float = 0.3            # share of crops trained without hints
+    p_dense: float = 0.2           # share of crops with 20-150 hint patches
     z_share: float = 0.25          # share of crops trained with a random latent
     ms_weight: float = 0.02        # mode seeking (Mao et al. 2019): different z, different colours
     seed: int = 0
@@ -266,7 +267,7 @@ class ColorTrainer(Run):
         cfg, rng = self.cfg, self.rng
         idx = np.sort(rng.choice(len(self.train_cache["rgb"]), cfg.batch, replace=False))
         b = self.load(idx)
-        hints = torch.from_numpy(D.sample_hints(rng, b["ab"].numpy(), p_none=cfg.p_none))
+        hints = torch.from_numpy(D.sample_hints(rng, b["ab"].numpy(), p_none=cfg.p_none, p_dense=cfg.p_dense))
         propagated = propagate_hints(b["L"], hints)
         z = torch.zeros(cfg.batch, self.args.z_dim)
         varied = rng.random(cfg.batch) < cfg.z_share
