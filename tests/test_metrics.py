@@ -73,7 +73,7 @@ def test_eval_command_prints_the_tables(tiny_model, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Levin et al. 2004" in out and "| hints | 0 | 1 | 2 | 5 | 10 | 20 | 50 | 100 |" in out
     assert "z = 0 bit-identical: True" in out
-    assert Image.open(sheet).size == (128 * 5, 128)  # photo, gray, natural, alpha, beta
+    assert Image.open(sheet).size == (160 * 5, 160)  # photo, gray, natural, alpha, beta
 
 
 def test_guided_upsampling_puts_chroma_edges_on_luminance_edges():

@@ -119,12 +119,12 @@ def build_parser():
                    help="only print PSNR and colourfulness of each decoding (temperature, class mix) on "
                         "validation photos 41–100 (eval uses the first 40) and exit")
 
-    ev = sub.add_parser("eval", help="hint sweep, style and diversity tables + a sample sheet")
+    ev = sub.add_parser("eval", help="hint sweep, style and diversity tables (and a sample sheet)")
     ev.add_argument("model")
     ev.add_argument("--data", type=Path, help="folder of photos (default: the validation split)")
     ev.add_argument("--styles-dir", type=Path, help="folder of paintings (default: the shared data)")
     ev.add_argument("--limit", type=int, default=40, help="photos to evaluate")
-    ev.add_argument("--sheet", type=Path, default=Path("styles.png"), help="sample sheet to write")
+    ev.add_argument("--sheet", type=Path, help="also write a sample sheet (PNG) here")
     ev.add_argument("--json", type=Path, help="write the figures as JSON too")
 
     i = sub.add_parser("install", help="install a host plug-in (gimp, krita, blender)")

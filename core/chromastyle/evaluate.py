@@ -182,7 +182,7 @@ def format_tables(sweep, styles=None, div=None):
     return "\n".join(lines)
 
 
-def evaluate(model, data=None, styles_dir=None, limit=40, sheet=Path("styles.png"), json_path=None,
+def evaluate(model, data=None, styles_dir=None, limit=40, sheet=None, json_path=None,
              style_photos=6):
     from .train.data import default_data_dir
 
