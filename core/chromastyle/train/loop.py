@@ -114,6 +114,17 @@ class Run:
     kind = ""
     best_key = None
 
+    def start(self, cfg):
+        """Threads and the photos' train/validation split (cut to ``max_images``)."""
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.root = Path(cfg.data) if cfg.data else D.default_data_dir()
+        train_files, val_files = D.split(self.root / "train")
+        if cfg.max_images:
+            train_files, val_files = train_files[:cfg.max_images], val_files[:max(4, cfg.max_images // 8)]
+        return train_files, val_files
+
     def write_log(self, row):
         self.log.append(row)
         with open(Path(self.cfg.out) / "log.jsonl", "a") as f:
@@ -205,13 +216,7 @@ class ColorTrainer(Run):
     best_key = "val_ce"
 
     def __init__(self, cfg: ColorConfig):
-        self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        root = Path(cfg.data) if cfg.data else D.default_data_dir()
-        train_files, val_files = D.split(root / "train")
-        if cfg.max_images:
-            train_files, val_files = train_files[:cfg.max_images], val_files[:max(4, cfg.max_images // 8)]
+        train_files, val_files = self.start(cfg)
         encoder_name = "pretrained" if cfg.pretrained else "random"
         cache = Path(cfg.cache) if cfg.cache else Path(cfg.out).parent / f"cache-{encoder_name}-{cfg.crop}"
         if cfg.encoder_width != 64:
@@ -350,16 +355,10 @@ class StyleTrainer(Run):
     kind = "style"
 
     def __init__(self, cfg: StyleConfig):
-        self.cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        root = Path(cfg.data) if cfg.data else D.default_data_dir()
-        train_files, _ = D.split(root / "train")
-        if cfg.max_images:
-            train_files = train_files[:cfg.max_images]
+        train_files, val_files = self.start(cfg)
         self.photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in train_files]
         self.photos = [p for p in self.photos if min(p.shape[:2]) >= cfg.crop]
-        paintings = D.load_paintings(root / "styles", cfg.styles, cfg.stroke_size, cfg.crop)
+        paintings = D.load_paintings(self.root / "styles", cfg.styles, cfg.stroke_size, cfg.crop)
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.args = StyleArgs(styles=["natural"] + list(cfg.styles), widths=tuple(cfg.widths),
@@ -377,7 +376,7 @@ class StyleTrainer(Run):
             self.net.load_state_dict(start["net"])
             if "D" in start:
                 self.D.load_state_dict(start["D"])
-        self.val_photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in D.split(root / "train")[1][:2]]
+        self.val_photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in val_files[:2]]
         self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(0.5, 0.99))
         self.step, self.log = 0, []
@@ -458,7 +457,6 @@ class StyleTrainer(Run):
         if not self.val_photos:
             return {}
         self.scorer = getattr(self, "scorer", None) or StyleScorer()
-        root = Path(self.cfg.data) if self.cfg.data else D.default_data_dir()
         names = [n for n in ("starry_night", "great_wave", "the_scream", "composition_vii") if n in self.args.styles]
         names = names or self.args.styles[1:5]
         rows, identity, scores = [], [], []
@@ -469,7 +467,7 @@ class StyleTrainer(Run):
             identity.append(float((cells[0] - x).abs().mean()))
             photo = img.astype(np.float32) / 255
             for name, out in zip(names, cells[1:]):
-                painting = self.scorer.painting(root / "styles" / f"{name}.jpg", (img.shape[1], img.shape[0]))
+                painting = self.scorer.painting(self.root / "styles" / f"{name}.jpg", (img.shape[1], img.shape[0]))
                 scores.append(self.scorer.scores(out[0].numpy().transpose(1, 2, 0), photo, painting))
             rows.append(torch.cat([x] + cells, 3)[0])
         width = min(r.shape[2] for r in rows)
