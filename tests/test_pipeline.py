@@ -89,6 +89,10 @@ def test_hints_are_honoured_by_construction(tiny_model):
     ab = rgb_to_lab(out)[..., 1:]
     assert np.abs(ab[130:170, 40:80] - red).mean() < 6
     assert np.abs(ab[130:170, 300:340] - blue).mean() < 6
+    # after the network the hints spread along the luminance: their colours fill each region to
+    # its far corners, beyond the network's reach around the hints
+    assert np.abs(ab[5:40, 150:190] - red).mean() < 6
+    assert np.abs(ab[260:295, 360:395] - blue).mean() < 6
 
 
 def test_strokes_keep_their_size_relative_to_the_picture(tiny_model):
