@@ -54,8 +54,8 @@ def rgb_to_lab(rgb):
     return xp.stack([lum, 500 * (fx - fy), 200 * (fy - fz)], -1)
 
 
-def lab_to_rgb(lab):
-    """L*a*b* -> sRGB, not clipped (out-of-gamut values fall outside [0, 1])."""
+def lab_to_linear(lab):
+    """L*a*b* -> linear RGB, not clipped."""
     xp = _xp(lab)
     fy = (lab[..., 0] + 16) / 116
     fx = fy + lab[..., 1] / 500
@@ -63,7 +63,12 @@ def lab_to_rgb(lab):
     f = xp.stack([fx, fy, fz], -1)
     xyz = xp.where(f > 0.2068966, f.clip(0.2068966, None) ** 3, (f - 16 / 116) / 7.787)
     xyz = xyz * _const(xyz, _WHITE)
-    return linear_to_srgb(_matmul(xyz, _XYZ_TO_RGB))
+    return _matmul(xyz, _XYZ_TO_RGB)
+
+
+def lab_to_rgb(lab):
+    """L*a*b* -> sRGB, not clipped (out-of-gamut values fall outside [0, 1])."""
+    return linear_to_srgb(lab_to_linear(lab))
 
 
 def lightness(rgb):
@@ -92,8 +97,10 @@ def lab_to_rgb_in_gamut(lab, steps=8):
         low, high = np.zeros(len(sub), sub.dtype), np.ones(len(sub), sub.dtype)
         for _ in range(steps):
             mid = (low + high) / 2
-            trial = lab_to_rgb(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1))
-            fits = ((trial >= -1e-4) & (trial <= 1 + 1e-4)).all(-1)
+            # inside [0, 1] in linear RGB is inside in sRGB: the transfer curve skipped here is
+            # monotonic and keeps 0 and 1
+            trial = lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1))
+            fits = ((trial >= -1e-4 / 12.92) & (trial <= 1 + 2.4e-4 / 1.055)).all(-1)
             low, high = np.where(fits, mid, low), np.where(fits, high, mid)
         rgb[outside] = lab_to_rgb(np.concatenate([sub[:, :1], sub[:, 1:] * low[:, None]], -1))
     return np.clip(rgb, 0, 1)
