@@ -85,22 +85,26 @@ def lightness(rgb):
 _LINEAR_LUT = srgb_to_linear(np.linspace(0, 1, 65536, dtype=np.float64)).astype(np.float32)
 
 
+def _in_gamut(linear):
+    """Which linear-RGB colours lie in sRGB, allowing 1e-4 in sRGB values. Checked in linear RGB, so
+    a bisection need not apply the transfer curve (monotonic, keeping 0 and 1) at each step: its
+    slope is 12.92 at 0 and 1.055 / 2.4 at 1."""
+    return ((linear >= -1e-4 / 12.92) & (linear <= 1 + 2.4e-4 / 1.055)).all(-1)
+
+
 def lab_to_rgb_in_gamut(lab, steps=8):
     """L*a*b* (numpy, ...×3) -> sRGB in [0, 1]; a colour outside sRGB keeps its L* and hue and loses
     just enough chroma to fit (a bisection on the chroma of those pixels), instead of being clipped
     per channel, which would change its lightness."""
     lab = np.asarray(lab)
-    rgb = lab_to_rgb(lab)
-    outside = ((rgb < -1e-4) | (rgb > 1 + 1e-4)).any(-1)
+    linear = lab_to_linear(lab)
+    outside = ~_in_gamut(linear)
     if outside.any():
         sub = lab[outside]
         low, high = np.zeros(len(sub), sub.dtype), np.ones(len(sub), sub.dtype)
         for _ in range(steps):
             mid = (low + high) / 2
-            # inside [0, 1] in linear RGB is inside in sRGB: the transfer curve skipped here is
-            # monotonic and keeps 0 and 1
-            trial = lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1))
-            fits = ((trial >= -1e-4 / 12.92) & (trial <= 1 + 2.4e-4 / 1.055)).all(-1)
+            fits = _in_gamut(lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1)))
             low, high = np.where(fits, mid, low), np.where(fits, high, mid)
-        rgb[outside] = lab_to_rgb(np.concatenate([sub[:, :1], sub[:, 1:] * low[:, None]], -1))
-    return np.clip(rgb, 0, 1)
+        linear[outside] = lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * low[:, None]], -1))
+    return np.clip(linear_to_srgb(linear), 0, 1)
