@@ -29,7 +29,8 @@ def make_tiny_model(folder, styles=("natural", "alpha", "beta")):
 
     torch.manual_seed(0)
     color_args = ColorArgs(pretrained=False, encoder_width=8, width8=16, width4=16, blocks8=1, blocks4=1)
-    style_args = StyleArgs(styles=list(styles), widths=(8, 8, 16), res_blocks=1)
+    style_args = StyleArgs(styles=list(styles), widths=(8, 8, 16), res_blocks=1, encoder_width=4,
+                           encoder_pretrained=False, descriptor_dim=120)
     decoder, style = ColorDecoder(color_args), StyleNet(style_args)
     with torch.no_grad():  # zero-initialised layers would make style and z ineffective
         for name, p in [*decoder.named_parameters(), *style.named_parameters()]:

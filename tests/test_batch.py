@@ -69,6 +69,28 @@ def test_parallel_workers_give_identical_outputs(tmp_path):
         assert np.array_equal(a, b)
 
 
+def test_a_style_picture_is_read_once_for_the_whole_sequence(tmp_path, capsys):
+    """The picture is read when the command starts: frames processed in parallel use the same
+    picture even if the file changes or goes away meanwhile."""
+    from conftest import ROOT
+
+    frames, _ = pan_sequence(4)
+    write_frames(tmp_path / "in", frames)
+    picture = tmp_path / "style.jpg"
+    picture.write_bytes((ROOT / "tests" / "data" / "hokusai_poppies.jpg").read_bytes())
+    opts = cli.options_from_args(cli.build_parser().parse_args(
+        ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--style-image", str(picture)]))
+    picture.unlink()   # gone after the options were made: the workers never read the file
+    inputs = batch.list_inputs(tmp_path / "in")
+    report = batch.run_batch(inputs, tmp_path / "out", opts, workers=2)
+    assert len(report.done) == 4
+    natural = batch.run_batch(inputs, tmp_path / "natural", pipeline.Options(), workers=1)
+    assert len(natural.done) == 4
+    a = np.asarray(Image.open(tmp_path / "out" / inputs[0].name), float)
+    b = np.asarray(Image.open(tmp_path / "natural" / inputs[0].name), float)
+    assert np.abs(a - b).mean() > 3
+
+
 def test_ray_backend_matches_local(tmp_path):
     ray = pytest.importorskip("ray")
     frames, _ = pan_sequence(3)

@@ -3,7 +3,9 @@ import pytest
 from PIL import Image
 
 from chromastyle import cli
-from conftest import SAMPLE
+from conftest import ROOT, SAMPLE
+
+POPPIES = ROOT / "tests" / "data" / "hokusai_poppies.jpg"
 
 
 def write(path, arr):
@@ -39,6 +41,19 @@ def test_run_several_files_and_variations(images, tmp_path):
     assert np.abs(outs[0] - outs[1]).mean() > 0  # different seeds, different results
 
 
+def test_style_image_with_strength_and_named_styles(images, tmp_path):
+    outs = {}
+    for name, args in {"natural": [], "picture": ["--style-image", str(POPPIES)],
+                       "half": ["--style-image", f"{POPPIES}:0.5"],
+                       "mixed": ["--style-image", f"{POPPIES}:0.5", "--style", "starry_night:0.5"]}.items():
+        assert cli.main(["run", str(images[0]), "-o", str(tmp_path / f"{name}.png"), *args]) == 0
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"), float)
+    change = np.abs(outs["picture"] - outs["natural"]).mean()
+    assert change > 5
+    assert 0.2 * change < np.abs(outs["half"] - outs["natural"]).mean() < 0.8 * change
+    assert np.abs(outs["mixed"] - outs["picture"]).mean() > 1
+
+
 def test_some_inputs_failing_exit_1_and_the_rest_are_written(images, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -52,6 +67,8 @@ def test_some_inputs_failing_exit_1_and_the_rest_are_written(images, tmp_path, c
     (["--style", "no_such_style"], "unknown style"),
     (["--style", "starry_night:1.5"], "between 0 and 1"),
     (["--keep-luminance", "--keep-colors"], "not allowed"),
+    (["--style-image", "no/such/picture.png"], "--style-image no/such/picture.png: cannot read"),
+    (["--style-image", f"{POPPIES}:1.5"], "between 0 and 1"),
 ])
 def test_usage_errors_exit_2_and_write_nothing(images, tmp_path, capsys, args, message):
     code = None

@@ -5,22 +5,27 @@ from chromastyle import pipeline
 from chromastyle.color import rgb_to_lab
 from chromastyle.errors import UserError
 from chromastyle.imaging import Cancelled, Picture
-from conftest import SHIPPED_MODEL, photo
+from conftest import ROOT, SHIPPED_MODEL, photo
 
 
 def test_style_vector_mixing_and_errors():
     names = ["natural", "a", "b"]
-    assert np.allclose(pipeline.style_vector("natural", names), [1, 0, 0])
-    assert np.allclose(pipeline.style_vector("a", names), [0, 1, 0])
-    assert np.allclose(pipeline.style_vector("a:0.25", names), [0.75, 0.25, 0])
-    assert np.allclose(pipeline.style_vector("a:0.5,b:0.25", names), [0.25, 0.5, 0.25])
-    assert np.allclose(pipeline.style_vector("a:1,b:1", names), [0, 0.5, 0.5])
+    assert np.allclose(pipeline.style_vector("natural", names)[0], [1, 0, 0])
+    assert np.allclose(pipeline.style_vector("a", names)[0], [0, 1, 0])
+    assert np.allclose(pipeline.style_vector("a:0.25", names)[0], [0.75, 0.25, 0])
+    assert np.allclose(pipeline.style_vector("a:0.5,b:0.25", names)[0], [0.25, 0.5, 0.25])
+    assert np.allclose(pipeline.style_vector("a:1,b:1", names)[0], [0, 0.5, 0.5])
     with pytest.raises(UserError, match="unknown style 'c'"):
         pipeline.style_vector("c", names)
     with pytest.raises(UserError, match="between 0 and 1"):
         pipeline.style_vector("a:1.5", names)
     with pytest.raises(UserError, match="not a number"):
         pipeline.style_vector("a:lots", names)
+    # a style picture takes its share like a named style; together they are scaled to sum to 1
+    w, picture = pipeline.style_vector("a:0.5", names, image_strength=0.25)
+    assert np.allclose(w, [0.25, 0.5, 0]) and picture == 0.25
+    w, picture = pipeline.style_vector("a", names, image_strength=1.0)
+    assert np.allclose(w, [0, 0.5, 0]) and picture == 0.5
 
 
 def test_options_validation():
@@ -166,3 +171,64 @@ def test_default_model_runs_offline_on_the_sample():
     # natural keeps L*; only colours clipped into sRGB near black or white move a little
     assert np.percentile(dl, 99) < 2.0 and dl.mean() < 0.3   # 1-2 L* units are below what the eye sees
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 3  # and adds colour
+
+
+# -- pictures as styles ----------------------------------------------------------------------------
+
+STARRY = ROOT / "tests" / "data" / "starry_night.jpg"
+POPPIES = ROOT / "tests" / "data" / "hokusai_poppies.jpg"
+
+
+def test_a_painting_given_as_a_picture_renders_like_its_named_style():
+    img = photo(size=(192, 128))
+    named = pipeline.run(img, styles="starry_night")
+    picture = pipeline.run(img, style_images=[[STARRY, 1.0]])
+    other = pipeline.run(img, styles="great_wave")
+    assert np.abs(picture - named).mean() < 0.4 * np.abs(other - named).mean()
+
+
+def test_style_pictures_mix_with_strength_and_named_styles():
+    img = photo(size=(192, 128))
+    key = pipeline.add_style_image(POPPIES)
+    assert key == pipeline.add_style_image(str(POPPIES))   # the same picture, the same key
+    full = pipeline.run(img, style_images=[[key, 1.0]])
+    half = pipeline.run(img, style_images=[[key, 0.5]])
+    none = pipeline.run(img, style_images=[[key, 0.0]])
+    assert np.array_equal(none, pipeline.run(img))   # strength 0: natural
+    change = np.abs(full - img).mean()
+    assert change > 0.03
+    assert 0.3 * change < np.abs(half - img).mean() < 0.7 * change
+    mixed = pipeline.run(img, styles="starry_night:0.5", style_images=[[key, 0.5]])
+    starry = pipeline.run(img, styles="starry_night")
+    assert np.abs(mixed - full).mean() > 0.01 and np.abs(mixed - starry).mean() > 0.01
+
+
+def test_style_picture_errors_are_clear(tiny_model):
+    img = photo(size=(64, 48))
+    with pytest.raises(UserError, match="not known here"):
+        pipeline.run(img, style_images=[["sha256:" + "0" * 64, 1.0]])
+    with pytest.raises(UserError, match="at least 16×16"):
+        pipeline.add_style_image(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(UserError, match="between 0 and 1"):
+        pipeline.Options(style_images=[[POPPIES, 2.0]]).check()
+    with pytest.raises(UserError, match="cannot take a picture"):
+        pipeline.run(img, model=str(without_describe(tiny_model)), style_images=[[POPPIES, 1.0]])
+
+
+def without_describe(main):
+    """A copy of a model whose metadata names no describe graph (a model of before pictures)."""
+    import json
+    import shutil
+
+    import onnx
+
+    folder = main.parent.parent / "no-describe"
+    if not folder.exists():
+        shutil.copytree(main.parent, folder)
+        model = onnx.load(str(folder / "color.onnx"))
+        for prop in model.metadata_props:
+            if prop.key == "chromastyle.graphs":
+                prop.value = json.dumps({"color": "color.onnx", "style": "style.onnx"})
+        onnx.save(model, str(folder / "color.onnx"))
+        (folder / "describe.onnx").unlink()
+    return folder / "color.onnx"

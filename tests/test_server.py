@@ -291,3 +291,62 @@ def test_client_is_stdlib_only_and_python_3_10():
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
         for name in names:
             assert name.split(".")[0] in sys.stdlib_module_names, name
+
+
+def style_picture():
+    from PIL import Image
+
+    from conftest import ROOT
+    pic = np.asarray(Image.open(ROOT / "tests" / "data" / "hokusai_poppies.jpg").convert("RGB"))
+    return pic, pic.shape[1], pic.shape[0]
+
+
+def test_style_picture_sent_once_then_named_by_jobs(worker):
+    state_file, state = worker
+    client = Client(state_file, autostart=False)
+    pic, pw, ph = style_picture()
+    ref = client.style_image(pic.tobytes(), pw, ph, 3)
+    assert ref == pipeline.add_style_image(pic)   # the id is the picture's content, as in process
+    rng = np.random.default_rng(3)
+    h, w = 80, 120
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    options = {"styles": "starry_night:0.2", "style_images": [{"id": ref, "strength": 0.8}]}
+    got = np.frombuffer(client.run(arr.tobytes(), w, h, 3, "uint8", options), np.uint8).reshape(h, w, 3)
+    expected = pipeline.run(arr.astype(np.float32) / 255, styles="starry_night:0.2", style_images=[[pic, 0.8]])
+    assert np.array_equal(got, np.round(np.clip(expected, 0, 1) * 255).astype(np.uint8))
+
+    def job(style_images):
+        header = {"width": w, "height": h, "channels": 3, "options": {"style_images": style_images}}
+        return raw(state, "POST", "/v1/jobs", encode_job(header, arr.tobytes()))
+    status, body = job([{"id": "sha256:" + "1" * 64}])
+    assert status == 400 and b"POST /v1/style-images" in body
+    status, body = job([{"id": "/etc/passwd", "strength": 1}])   # never a path of the client's choosing
+    assert status == 400 and b"must match" in body
+    status, body = job([{"id": ref, "strength": 3}])
+    assert status == 400 and b"strength" in body
+    status, body = raw(state, "POST", "/v1/style-images", encode_job({"width": 8, "height": 8, "channels": 3},
+                                                                     bytes(8 * 8 * 3)))
+    assert status == 400 and "16×16" in json.loads(body)["error"]
+    status, body = raw(state, "POST", "/v1/style-images",
+                       encode_job({"width": 20, "height": 20, "channels": 3, "options": {}}, bytes(20 * 20 * 3)))
+    assert status == 400 and b"unknown field" in body
+    assert healthy(state)
+
+
+def test_a_restarted_worker_is_sent_the_style_picture_again(tmp_path):
+    state_file = tmp_path / "p" / "worker.json"
+    first, _ = start_worker(state_file)
+    client = Client(state_file, autostart=False)
+    pic, pw, ph = style_picture()
+    ref = client.style_image(pic.tobytes(), pw, ph, 3)
+    first.terminate()
+    first.wait(10)
+    second, _ = start_worker(state_file)
+    try:
+        client._reconnect()
+        arr = np.full((60, 90, 3), 120, np.uint8)
+        out = client.run(arr.tobytes(), 90, 60, options={"style_images": [{"id": ref}]})
+        assert len(out) == arr.size
+    finally:
+        second.terminate()
+        second.wait(10)

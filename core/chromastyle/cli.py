@@ -22,6 +22,9 @@ def add_run_options(p):
     """The options shared by `run`, `batch` and the worker's job header."""
     p.add_argument("--style", default="natural",
                    help="NAME[:STRENGTH][,NAME:STRENGTH…]; 'natural' is plain colorization")
+    p.add_argument("--style-image", action="append", default=[], metavar="PATH[:STRENGTH]",
+                   help="any picture as a style (a painting of your own, a reference frame); mixes with "
+                        "--style; may be given several times")
     p.add_argument("--hints", help="hint image (PNG with alpha; every painted pixel is a colour hint)")
     keep = p.add_mutually_exclusive_group()
     keep.add_argument("--keep-luminance", action="store_true", help="keep the input's lightness (pure colorization)")
@@ -40,12 +43,32 @@ def options_from_args(args):
 
     keep = "luminance" if args.keep_luminance else "colors" if args.keep_colors else "none"
     opts = Options(styles=args.style, keep=keep, tileable=args.tileable, seed=args.seed,
-                   model=args.model, device=args.device, stroke_scale=args.stroke_scale)
+                   model=args.model, device=args.device, stroke_scale=args.stroke_scale,
+                   style_images=[parse_style_image(spec) for spec in args.style_image])
     try:
         opts.check()
     except UserError as e:
         raise UsageError(str(e)) from None
     return opts
+
+
+def parse_style_image(spec):
+    """"PATH[:STRENGTH]" -> [the picture, read once for every image of the run, strength]."""
+    from .pipeline import style_picture
+
+    path, _, strength = spec.rpartition(":")
+    try:
+        value = float(strength) if path else None
+    except ValueError:
+        value = None
+    if value is None:   # no strength given, or a colon that belongs to the path
+        path, value = spec, 1.0
+    if not 0 <= value <= 1:
+        raise UsageError(f"strength of --style-image {path} is {value}; it must be between 0 and 1")
+    try:
+        return [style_picture(path), value]
+    except UserError as e:
+        raise UsageError(f"--style-image {path}: {e}") from None
 
 
 class UsageError(UserError):
@@ -123,6 +146,8 @@ def build_parser():
     ev.add_argument("model")
     ev.add_argument("--data", type=Path, help="folder of photos (default: the validation split)")
     ev.add_argument("--styles-dir", type=Path, help="folder of paintings (default: the shared data)")
+    ev.add_argument("--pictures", type=Path, metavar="DIR",
+                    help="also score every picture in DIR used as a style picture (e.g. paintings never trained on)")
     ev.add_argument("--limit", type=int, default=40, help="photos to evaluate")
     ev.add_argument("--sheet", type=Path, help="also write a sample sheet (PNG) here")
     ev.add_argument("--json", type=Path, help="write the figures as JSON too")
@@ -177,6 +202,18 @@ def main(argv=None):
 
 # -- commands ----------------------------------------------------------------------------------
 
+def check_styles(opts, model):
+    """Unknown styles, or style pictures for a model that cannot take them, are usage errors,
+    found before any file is touched; the pictures are described once, here."""
+    from . import pipeline
+
+    try:
+        pipeline.style_vector(opts.styles, model.info.styles)
+        pipeline.mixed_descriptor(model, opts.style_images)
+    except UserError as e:
+        raise UsageError(str(e)) from None
+
+
 def output_paths(inputs, output, variations):
     """One output file per (input, variation); a folder when there are several."""
     many = len(inputs) > 1 or variations > 1
@@ -198,10 +235,7 @@ def cmd_run(args):
     if args.variations < 1:
         raise UsageError("--variations must be at least 1")
     model = pipeline.get_model(opts.model, opts.device)
-    try:  # an unknown style is a usage error, found before any file is touched
-        pipeline.style_vector(opts.styles, model.info.styles)
-    except UserError as e:
-        raise UsageError(str(e)) from None
+    check_styles(opts, model)
     outs = output_paths(args.inputs, args.output, args.variations)
     imaging.refuse_collisions((src, dst) for src, targets in zip(args.inputs, outs) for dst in targets)
     read_opts = {"max_pixels": args.max_pixels} if args.max_pixels else {}
@@ -241,10 +275,7 @@ def cmd_batch(args):
         raise UsageError("--workers must be at least 1")
     if args.hints:
         raise UsageError("--hints applies to one image; use `chromastyle run` for hinted images")
-    try:
-        pipeline.style_vector(opts.styles, pipeline.get_model(opts.model, opts.device).info.styles)
-    except UserError as e:
-        raise UsageError(str(e)) from None
+    check_styles(opts, pipeline.get_model(opts.model, opts.device))
     inputs = batch.list_inputs(args.input)
     bar = tqdm(total=len(inputs), unit="frame")
 
@@ -385,7 +416,7 @@ def cmd_eval(args):
     from .evaluate import evaluate
 
     evaluate(args.model, data=args.data, styles_dir=args.styles_dir, limit=args.limit,
-             sheet=args.sheet, json_path=args.json)
+             sheet=args.sheet, json_path=args.json, pictures_dir=args.pictures)
 
 
 def cmd_install(args):

@@ -6,6 +6,10 @@ This file exists once, in the core package; the installers copy it into each plu
     client = Client()                       # finds the worker, or starts one
     out = client.run(pixels, width, height, channels=3, dtype="uint8",
                      options={"styles": "starry_night:0.8"}, progress=print)
+
+    # any picture as a style: sent once, then named by id
+    ref = client.style_image(pixels2, width2, height2, channels=4)
+    out = client.run(pixels, width, height, options={"style_images": [{"id": ref, "strength": 0.8}]})
 """
 import contextlib
 import hashlib
@@ -129,6 +133,7 @@ class Client:
         self.client_id = uuid.uuid4().hex[:12]
         self.state = None
         self.current_job = None   # the job run() is following, for hosts that cancel from a signal
+        self._sent_pictures = {}  # style picture id -> the body that sent it (the last few)
 
     # -- connection -----------------------------------------------------------------------
     def _read_state(self):
@@ -310,6 +315,28 @@ class Client:
     def models(self):
         return self._json("GET", "/v1/models")["models"]
 
+    def style_image(self, pixels, width, height, channels=3, dtype="uint8", colorspace="srgb"):
+        """Send a picture to use as a style (same pixel formats as a job). The worker keeps it by its
+        content; returns the id to put in options["style_images"] ([{"id": id, "strength": s}]).
+        The client keeps the last few pictures it sent, so a job that names one the worker has
+        forgotten (a restarted worker) is sent again by ``run`` without the caller's help."""
+        header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
+                  "dtype": dtype, "colorspace": colorspace}
+        body = encode_job(header, pixels)
+        ref = self._json("POST", "/v1/style-images", body)["id"]
+        self._sent_pictures[ref] = body
+        while len(self._sent_pictures) > 8:
+            self._sent_pictures.pop(next(iter(self._sent_pictures)))
+        return ref
+
+    def _send_pictures_again(self, options):
+        refs = [item.get("id") for item in (options or {}).get("style_images", [])]
+        if not refs or not all(r in self._sent_pictures for r in refs):
+            return False
+        for ref in refs:
+            self._json("POST", "/v1/style-images", self._sent_pictures[ref])
+        return True
+
     def submit(self, pixels, width, height, channels=3, dtype="uint8", options=None, hints=None,
                colorspace="srgb", sequence=None):
         """Queue a job; hints is optional RGBA8 bytes of the same size; colorspace "linear" for
@@ -342,8 +369,14 @@ class Client:
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
         def submit():
-            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints, colorspace,
-                                           sequence)
+            try:
+                self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
+                                               colorspace, sequence)
+            except WorkerError as e:
+                if "unknown style picture" not in str(e) or not self._send_pictures_again(options):
+                    raise
+                self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
+                                               colorspace, sequence)
             return self.current_job
 
         job = submit()

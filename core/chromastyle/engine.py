@@ -1,13 +1,16 @@
 """Run a model of the chromastyle contract (version 2) with ONNX Runtime.
 
-A model is two ONNX graphs in one folder: the colour graph (the main file, which carries the
-model's metadata) and the style graph it names. See docs/design.md, "The model contract".
+A model is ONNX graphs in one folder: the colour graph (the main file, which carries the model's
+metadata), the style graph it names and, in models that take example pictures as styles, the
+describe graph. See docs/design.md, "The model contract".
 """
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ModelError, UserError
 
@@ -46,6 +49,8 @@ class ModelInfo:
     path: str = ""
     providers: list = field(default_factory=list)
     notice: str = ""         # e.g. "CUDA was asked for, but CPU runs: …"
+    style_images: bool = False   # whether example pictures can be styles (a describe graph)
+    held_out_styles: list = field(default_factory=list)   # named styles its style graph never trained on
 
 
 def parse_metadata(meta, path):
@@ -61,6 +66,7 @@ def parse_metadata(meta, path):
                          color_multiple=int(meta["chromastyle.color_multiple"]),
                          style_multiple=int(meta["chromastyle.style_multiple"]), path=str(path))
         graphs = json.loads(meta["chromastyle.graphs"])
+        info.held_out_styles = json.loads(meta.get("chromastyle.held_out_styles", "[]"))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path} has broken chromastyle metadata ({e}); re-export or re-download it") from None
     return info, graphs
@@ -93,10 +99,13 @@ class Model:
         self.color = _session(path, self.providers, self.threads)
         self.info, graphs = parse_metadata(self.color.get_modelmeta().custom_metadata_map, path)
         self.style_path = path.parent / Path(graphs.get("style", "")).name
-        if not self.style_path.is_file():
-            raise ModelError(f"{path} names a style graph {self.style_path.name} that is missing next "
-                             "to it; run `chromastyle models verify --fix`")
-        self._style = None
+        self.describe_path = path.parent / Path(graphs["describe"]).name if "describe" in graphs else None
+        for graph in filter(None, (self.style_path, self.describe_path)):
+            if not graph.is_file():
+                raise ModelError(f"{path} names a graph {graph.name} that is missing next to it; run "
+                                 "`chromastyle models verify --fix`")
+        self.info.style_images = self.describe_path is not None
+        self._style = self._describe = None
         self.info.providers = self.color.get_providers()
         if self.providers[0] not in self.info.providers:
             self.info.notice = (f"{self.providers[0].replace('ExecutionProvider', '')} was asked for, but "
@@ -109,11 +118,31 @@ class Model:
         ab/110 [N,2,h,w]."""
         return self.color.run(["ab"], {"L": L, "hints": hints, "propagated": propagated, "z": z})[0]
 
-    def stylize(self, rgb, style):
-        """sRGB [N,3,h,w], style weights [N,S] -> stylized sRGB [N,3,h,w]."""
+    def stylize(self, rgb, style, example=None, example_weight=0.0):
+        """sRGB [N,3,h,w], style weights [N,S] (and an example picture's descriptor [D] with its
+        weight) -> stylized sRGB [N,3,h,w]."""
         if self._style is None:
             self._style = _session(self.style_path, self.providers, self.threads)
-        return self._style.run(["rgb"], {"image": rgb, "style": style})[0]
+        feed = {"image": rgb, "style": style}
+        if self.info.style_images:
+            n = len(rgb)
+            dim = {i.name: i.shape for i in self._style.get_inputs()}["example"][1]
+            ex = np.zeros((n, dim), np.float32) if example is None else np.repeat(example[None], n, 0)
+            feed.update(example=ex.astype(np.float32),
+                        example_weight=np.full((n, 1), example_weight, np.float32))
+        elif example is not None:
+            raise UserError(f"the model {self.info.path} cannot take a picture as a style; use a model "
+                            "with a describe graph (the default model has one)")
+        return self._style.run(["rgb"], feed)[0]
+
+    def describe(self, rgb):
+        """An example picture, sRGB [1,3,h,w] -> its style descriptor [D]."""
+        if not self.info.style_images:
+            raise UserError(f"the model {self.info.path} cannot take a picture as a style; use a model "
+                            "with a describe graph (the default model has one)")
+        if self._describe is None:
+            self._describe = _session(self.describe_path, self.providers, self.threads)
+        return self._describe.run(["descriptor"], {"image": rgb})[0][0]
 
 
 def load_model(path, device="auto"):

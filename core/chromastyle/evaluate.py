@@ -114,22 +114,35 @@ class StyleScorer:
         return {"style": ratio(False), "texture": ratio(True), "content": content}
 
 
-def style_table(model, photos, paintings_dir, styles, stroke_scale=1.0):
+def style_table(model, photos, paintings, stroke_scale=1.0):
     """Per style at strength 1, from the gray input: mean style ratio, texture ratio and content
-    (see StyleScorer)."""
+    (see StyleScorer). ``paintings``: {label: (painting file, group)}; group "picture" runs the
+    painting as a style picture, any other group as the named style ``label``."""
     scorer = StyleScorer()
     rows = {}
-    for slug in styles:
-        path = Path(paintings_dir) / f"{slug}.jpg"
-        if not path.exists():
-            continue
+    for label, (path, group) in paintings.items():
+        style = {"style_images": [[path, 1.0]]} if group == "picture" else {"styles": label}
         scores = []
         for rgb in photos:
             painting = scorer.painting(path, (rgb.shape[1], rgb.shape[0]))
-            out = pipeline.run(_gray_input(rgb_to_lab(rgb)), model=model, styles=slug, stroke_scale=stroke_scale)
+            out = pipeline.run(_gray_input(rgb_to_lab(rgb)), model=model, stroke_scale=stroke_scale, **style)
             scores.append(scorer.scores(out, rgb.astype(np.float32), painting))
-        rows[slug] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+        rows[label] = {**{k: float(np.mean([s[k] for s in scores])) for k in scores[0]}, "group": group}
     return rows
+
+
+def style_paintings(model, styles_dir, pictures_dir=None):
+    """What the style table scores: the model's named styles whose painting is in ``styles_dir``,
+    grouped as trained or held out (the model says which it never trained on), and every picture
+    in ``pictures_dir`` as a style picture."""
+    info = pipeline.get_model(model).info
+    held_out = set(info.held_out_styles)
+    out = {s: (Path(styles_dir) / f"{s}.jpg", "held out" if s in held_out else "trained")
+           for s in info.styles if s != "natural" and (Path(styles_dir) / f"{s}.jpg").exists()}
+    if pictures_dir:
+        from .train.data import list_images
+        out.update({p.stem: (p, "picture") for p in list_images(pictures_dir)})
+    return out
 
 
 def diversity(model, photos):
@@ -173,8 +186,13 @@ def format_tables(sweep, styles=None, div=None):
         lines += ["", "styles at strength 1 (VGG16; ratios: lower is closer to the painting; content: "
                       "cosine of relu4_2 to the photo)",
                   "| style | style ratio | texture ratio | content |", "|---|---|---|---|"]
-        rows = list(styles.items()) + [("mean", {k: np.mean([r[k] for r in styles.values()])
-                                                 for k in ("style", "texture", "content")})]
+        groups = sorted({r.get("group", "trained") for r in styles.values()}, key=GROUPS.index)
+        label = lambda s, r: s if r.get("group", "trained") == "trained" else f"{s} ({r['group']})"  # noqa: E731
+        rows = [(label(s, r), r) for s, r in styles.items()]
+        for g in groups:
+            members = [r for r in styles.values() if r.get("group", "trained") == g]
+            rows.append((f"mean, {g}" if len(groups) > 1 else "mean",
+                         {k: np.mean([r[k] for r in members]) for k in ("style", "texture", "content")}))
         lines += [f"| {s} | {r['style']:.3f} | {r['texture']:.3f} | {r['content']:.3f} |" for s, r in rows]
     if div:
         lines += ["", f"diversity: mean |Δab| between z seeds 1 and 2: {div['mean_ab_difference']:.2f}; "
@@ -182,8 +200,11 @@ def format_tables(sweep, styles=None, div=None):
     return "\n".join(lines)
 
 
+GROUPS = ["trained", "held out", "picture"]
+
+
 def evaluate(model, data=None, styles_dir=None, limit=40, sheet=None, json_path=None,
-             style_photos=6):
+             style_photos=6, pictures_dir=None):
     from .train.data import default_data_dir
 
     files, photos = validation_photos(data, limit)
@@ -192,7 +213,7 @@ def evaluate(model, data=None, styles_dir=None, limit=40, sheet=None, json_path=
     sweep = hint_sweep(model, photos)
     styles_dir = styles_dir or default_data_dir() / "styles"
     style_names = [s for s in info.styles if s != "natural"]
-    styles = style_table(model, photos[:style_photos], styles_dir, style_names)
+    styles = style_table(model, photos[:style_photos], style_paintings(model, styles_dir, pictures_dir))
     div = diversity(model, photos[:style_photos])
     print(format_tables(sweep, styles, div))
     if sheet:

@@ -1,7 +1,8 @@
 """The one call every front end uses: image (+ hints, styles, options) -> image."""
+import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,9 @@ class Options:
     tileable: bool = False
     stroke_scale: float = 1.0     # size of a style's strokes relative to the picture (0.25..4)
     seed: int | None = None       # None: the canonical result (z = 0); else a variation
+    # pictures as styles: [[ref, strength], …]; ref is an image file, an H×W×3 array, or the key
+    # "sha256:…" of a picture given to add_style_image (what the worker's clients send)
+    style_images: list = field(default_factory=list)
     model: str | None = None      # registry name or a model's main .onnx file; None: the default
     device: str = "auto"
 
@@ -46,6 +50,10 @@ class Options:
         if self.seed is not None and not isinstance(self.seed, int):
             raise UserError("seed must be an integer")
         parse_styles(self.styles)
+        for item in self.style_images:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise UserError("style_images must be a list of [picture, strength] pairs")
+            check_strength("style image", item[1])
 
 
 def parse_styles(spec):
@@ -61,25 +69,113 @@ def parse_styles(spec):
             except ValueError:
                 raise UserError(f"style strength in '{part}' is not a number") from None
     for name, s in pairs:
-        if not 0 <= s <= 1:
-            raise UserError(f"strength of style '{name}' is {s}; it must be between 0 and 1")
+        check_strength(f"style '{name}'", s)
     return pairs or [("natural", 1.0)]
 
 
-def style_vector(spec, style_names):
-    """Style mixing weights per the contract: (1-s)·onehot(natural) + Σ s_k·onehot(k).
-    Strengths that add up to more than 1 are scaled to sum to 1."""
+def check_strength(what, s):
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 1:
+        raise UserError(f"strength of {what} is {s}; it must be a number between 0 and 1")
+
+
+def style_vector(spec, style_names, image_strength=0.0):
+    """Style mixing weights per the contract: (1-s)·onehot(natural) + Σ s_k·onehot(k), and the
+    weight of the style pictures (their strengths added). Strengths that add up to more than 1
+    are scaled to sum to 1. Returns (weights of the named styles, weight of the pictures)."""
     w = np.zeros(len(style_names), np.float32)
     for name, s in parse_styles(spec):
         if name not in style_names:
             raise UserError(f"unknown style '{name}'; run `chromastyle styles` to list them")
         if name != "natural":
             w[style_names.index(name)] += s
-    total = w.sum()
+    total = w.sum() + image_strength
     if total > 1:
         w /= total
-    w[0] += 1 - w.sum()
-    return w
+        image_strength /= total
+    w[0] += 1 - w.sum() - image_strength
+    return w, float(image_strength)
+
+
+# -- pictures as styles --------------------------------------------------------------------------
+
+STYLE_IMAGE_SIDE = 768      # style pictures are kept at most this large (descriptors need less)
+STYLE_IMAGE_CACHE = 64
+_style_images = OrderedDict()   # "sha256:…" -> uint8 H×W×3
+_descriptors = OrderedDict()    # (model path, key) -> descriptor
+_style_lock = threading.Lock()
+
+
+def _remember(cache, key, value):
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > STYLE_IMAGE_CACHE:
+        cache.popitem(last=False)
+
+
+def style_picture(image):
+    """A picture as a style is kept as 8-bit sRGB, at most STYLE_IMAGE_SIDE pixels long: from an
+    image file, a Picture, H×W(×3) floats in [0, 1] or 8-bit values."""
+    from .imaging import read_image
+
+    if isinstance(image, (str, Path)):
+        image = read_image(image)
+    rgb = image.rgb if isinstance(image, Picture) else np.asarray(image)
+    rgb = rgb.astype(np.float32) / 255 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, -1)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 16:
+        raise UserError(f"a style picture must be an RGB or gray image of at least 16×16 pixels, "
+                        f"got shape {rgb.shape}")
+    h, w = rgb.shape[:2]
+    if max(h, w) > STYLE_IMAGE_SIDE:
+        rgb = resize(rgb, working_size(h, w, STYLE_IMAGE_SIDE, 1))
+    return np.ascontiguousarray(np.round(np.clip(np.nan_to_num(rgb), 0, 1) * 255).astype(np.uint8))
+
+
+def add_style_image(image):
+    """Keep a picture (anything ``style_picture`` takes) for use as a style; returns its key,
+    "sha256:" + the hash of the picture as kept, which Options.style_images may name. The same
+    picture always gets the same key, so it is described once per model."""
+    kept = style_picture(image)
+    key = "sha256:" + hashlib.sha256(repr(kept.shape).encode() + kept.tobytes()).hexdigest()
+    with _style_lock:
+        _remember(_style_images, key, kept)
+    return key
+
+
+def has_style_image(key):
+    with _style_lock:
+        return key in _style_images
+
+
+def style_descriptor(model, ref):
+    """A style picture's descriptor for ``model`` (the describe graph on the picture at the
+    model's stroke size), computed once per picture and model."""
+    key = ref if isinstance(ref, str) and ref.startswith("sha256:") else add_style_image(ref)
+    with _style_lock:
+        kept = _style_images.get(key)
+        found = _descriptors.get((model.info.path, key))
+    if kept is None:
+        raise UserError(f"the style picture {key[:19]}… is not known here (it was never sent, or was "
+                        "dropped from the cache); send it again")
+    if found is None:
+        h, w = kept.shape[:2]
+        small = resize(kept.astype(np.float32) / 255, working_size(h, w, model.info.stroke_size, 1))
+        found = model.describe(np.ascontiguousarray(small.transpose(2, 0, 1)[None]))
+        with _style_lock:
+            _remember(_descriptors, (model.info.path, key), found)
+    return found
+
+
+def mixed_descriptor(model, style_images):
+    """Several style pictures as one: their descriptors averaged by strength (the network mixes
+    descriptors linearly, so this is the same as mixing them inside it). -> (descriptor or None,
+    total strength)."""
+    total = sum(float(s) for _, s in style_images)
+    if not style_images or total <= 0:
+        return None, 0.0
+    d = sum(float(s) * style_descriptor(model, ref) for ref, s in style_images) / total
+    return d.astype(np.float32), total
 
 
 _models = OrderedDict()   # small LRU: (path, device) -> loaded model
@@ -177,11 +273,12 @@ def colorize(model, L, hints, z, progress):
     return guided_upsample(L, L_small, ab)
 
 
-def stylize(model, rgb, style, stroke_scale):
+def stylize(model, rgb, style, stroke_scale, example=None, example_weight=0.0):
     """The style graph at the stroke scale's working size, given the paintings' weights (several
-    paintings mix inside the network); its change to the picture is brought to full size, scaled by
-    the total strength (1 − natural's weight) and added, so the input's detail is kept and strokes
-    keep their size relative to the picture whatever the resolution."""
+    paintings, and the style pictures' descriptor, mix inside the network); its change to the
+    picture is brought to full size, scaled by the total strength (1 − natural's weight) and
+    added, so the input's detail is kept and strokes keep their size relative to the picture
+    whatever the resolution."""
     info = model.info
     h, w = rgb.shape[:2]
     size = working_size(h, w, info.stroke_size / stroke_scale, info.style_multiple)
@@ -189,8 +286,9 @@ def stylize(model, rgb, style, stroke_scale):
     strength = 1 - float(style[0, 0])
     paintings = style.copy()
     paintings[0, 0] = 0
-    paintings /= paintings.sum()
-    styled = model.stylize(np.ascontiguousarray(small.transpose(2, 0, 1)[None]), paintings)[0].transpose(1, 2, 0)
+    total = paintings.sum() + example_weight
+    styled = model.stylize(np.ascontiguousarray(small.transpose(2, 0, 1)[None]), paintings / total,
+                           example, example_weight / total)[0].transpose(1, 2, 0)
     return np.clip(rgb + strength * resize(styled - small, (h, w)), 0, 1)
 
 
@@ -217,7 +315,9 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
                         f"{rgb.shape[1]}×{rgb.shape[0]}")
     model = get_model(opts.model, opts.device)
     info = model.info
-    style = style_vector(opts.styles, info.styles)[None]
+    example, image_strength = mixed_descriptor(model, opts.style_images)
+    style, example_weight = style_vector(opts.styles, info.styles, image_strength)
+    style = style[None]
     z = latent(opts.seed, info.z_dim)[None]
     h, w = rgb.shape[:2]
     if opts.tileable:   # wrap around: what leaves one edge comes back at the other
@@ -240,7 +340,7 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
         out = lab_to_rgb_in_gamut(np.concatenate([L[..., None] * 100, ab * 110], -1)).astype(np.float32)
     step(0.7)
     if stylized:
-        out = stylize(model, out, style, float(opts.stroke_scale))
+        out = stylize(model, out, style, float(opts.stroke_scale), example, example_weight)
     if opts.tileable:
         out = out[margin:margin + h, margin:margin + w]
         rgb = rgb[margin:margin + h, margin:margin + w]

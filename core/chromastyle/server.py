@@ -67,7 +67,7 @@ def allowed_methods(parts):
     route = parts[1:]
     if route in (["health"], ["openapi.json"], ["models"], ["styles"], ["proof"]):
         return ("GET",)
-    if route in (["jobs"], ["shutdown"]):
+    if route in (["jobs"], ["style-images"], ["shutdown"]):
         return ("POST",)
     if len(route) == 2 and route[0] == "jobs":
         return ("GET", "DELETE")
@@ -106,6 +106,15 @@ OPTIONS_SCHEMA = {
         "model": {"type": "string", "maxLength": 200, "nullable": True,
                   "description": "a name from GET /v1/models; null: the worker's model"},
         "device": {"type": "string", "enum": ["auto", *DEVICE_PROVIDERS]},
+        "style_images": {"type": "array", "maxItems": 8,
+                         "description": "pictures as styles, sent before with POST /v1/style-images; they "
+                                        "mix with the named styles like one more style",
+                         "items": {"type": "object", "additionalProperties": False, "required": ["id"],
+                                   "properties": {
+                                       "id": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$",
+                                              "description": "what POST /v1/style-images answered"},
+                                       "strength": {"type": "number", "minimum": 0, "maximum": 1,
+                                                    "default": 1}}}},
         "tile": _integer(128, 1024, deprecated=True,
                          description="ignored by workers whose pipeline has no tiles"),
         "overlap": _integer(0, 511, deprecated=True,
@@ -113,16 +122,24 @@ OPTIONS_SCHEMA = {
     },
 }
 
+PICTURE_FIELDS = {
+    "protocol": {"type": "string", "enum": [PROTOCOL]},
+    "width": _integer(1, 2 ** 31 - 1),
+    "height": _integer(1, 2 ** 31 - 1, description="width × height must not exceed the worker's max_pixels"),
+    "channels": {"type": "integer", "enum": [1, 2, 3, 4], "description": "gray, gray+alpha, RGB, RGBA"},
+    "dtype": {"type": "string", "enum": list(DTYPE_SIZES), "default": "uint8"},
+    "colorspace": {"type": "string", "enum": ["srgb", "linear"], "default": "srgb",
+                   "description": "linear: scene-linear pixels with sRGB primaries"},
+}
+
+# a picture to use as a style: the same body as a job's, without hints, sequence or options
+STYLE_IMAGE_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["width", "height", "channels"],
+                      "properties": PICTURE_FIELDS}
+
 HEADER_SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["width", "height", "channels"],
     "properties": {
-        "protocol": {"type": "string", "enum": [PROTOCOL]},
-        "width": _integer(1, 2 ** 31 - 1),
-        "height": _integer(1, 2 ** 31 - 1, description="width × height must not exceed the worker's max_pixels"),
-        "channels": {"type": "integer", "enum": [1, 2, 3, 4], "description": "gray, gray+alpha, RGB, RGBA"},
-        "dtype": {"type": "string", "enum": list(DTYPE_SIZES), "default": "uint8"},
-        "colorspace": {"type": "string", "enum": ["srgb", "linear"], "default": "srgb",
-                       "description": "linear: scene-linear pixels with sRGB primaries"},
+        **PICTURE_FIELDS,
         "hints": {"type": "string", "enum": ["rgba8"], "nullable": True,
                   "description": "rgba8: width × height × 4 hint bytes follow the pixels"},
         "sequence": {"type": "object", "nullable": True, "additionalProperties": False, "required": ["id"],
@@ -134,7 +151,7 @@ HEADER_SCHEMA = {
     },
 }
 
-_KINDS = {"object": "an object", "string": "a string", "boolean": "true or false",
+_KINDS = {"object": "an object", "array": "a list", "string": "a string", "boolean": "true or false",
           "integer": "an integer", "number": "a finite number"}
 
 
@@ -146,7 +163,8 @@ def check(value, schema, where):
             return
         raise HttpError(400, f"{where} must not be null")
     kind = schema["type"]
-    ok = {"object": isinstance(value, dict), "string": isinstance(value, str), "boolean": isinstance(value, bool),
+    ok = {"object": isinstance(value, dict), "array": isinstance(value, list), "string": isinstance(value, str),
+          "boolean": isinstance(value, bool),
           "integer": isinstance(value, int) and not isinstance(value, bool),
           "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}[kind]
     if not ok:
@@ -158,6 +176,13 @@ def check(value, schema, where):
                              f"from {schema['minimum']} to {schema['maximum']}")
     if kind == "string" and len(value) > schema.get("maxLength", len(value)):
         raise HttpError(400, f"{where} is longer than {schema['maxLength']} characters")
+    if kind == "string" and "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        raise HttpError(400, f"{where} must match {schema['pattern']}")
+    if kind == "array":
+        if len(value) > schema.get("maxItems", len(value)):
+            raise HttpError(400, f"{where} has more than {schema['maxItems']} items")
+        for i, item in enumerate(value):
+            check(item, schema["items"], f"{where}[{i}]")
     if kind == "object":
         props = schema.get("properties", {})
         unknown = sorted(k for k in value if k not in props)
@@ -168,20 +193,21 @@ def check(value, schema, where):
             raise HttpError(400, f"{where} needs {', '.join(missing)}")
         for key, item in value.items():
             if key in props:
-                check(item, props[key], key if where == "the job header" else f"{where}.{key}")
+                check(item, props[key], key if where.endswith(" header") else f"{where}.{key}")
 
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_header(raw):
-    """The JSON job header, validated: a dict whose every field has its type and range."""
+def parse_header(raw, schema=HEADER_SCHEMA, what="the job header"):
+    """The JSON header of a job (or of a style picture), validated: a dict whose every field has
+    its type and range."""
     try:
         header = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):   # RecursionError: deeply nested arrays or objects
-        raise HttpError(400, "the job header is not valid JSON") from None
-    check(header, HEADER_SCHEMA, "the job header")
+        raise HttpError(400, f"{what} is not valid JSON") from None
+    check(header, schema, what)
     return header
 
 
@@ -406,6 +432,12 @@ class Worker:
         known = {f.name for f in dataclasses.fields(pipeline.Options)}
         d = {k: v for k, v in (given or {}).items() if k in known}
         d["model"] = self.resolve_model(d.get("model"))
+        d["style_images"] = [[item["id"], item.get("strength", 1.0)] for item in d.get("style_images", [])]
+        for key, _ in d["style_images"]:   # only pictures sent before: never a path of the client's choosing
+            if not pipeline.has_style_image(key):
+                raise HttpError(400, f"unknown style picture {key[:19]}…: send it first with "
+                                     "POST /v1/style-images (the worker keeps the last "
+                                     f"{pipeline.STYLE_IMAGE_CACHE})")
         try:
             opts = pipeline.Options.from_dict(d)
         except (UserError, TypeError, ValueError, OverflowError) as e:
@@ -413,6 +445,8 @@ class Worker:
         try:  # unknown styles, or a model that cannot load, are the request's fault: say so now, not later
             model = pipeline.get_model(opts.model, self.device if opts.device == "auto" else opts.device)
             pipeline.style_vector(opts.styles, model.info.styles)
+            if opts.style_images and not model.info.style_images:
+                raise UserError("this model cannot take a picture as a style; use one with a describe graph")
         except UserError as e:
             raise HttpError(400, str(e)) from None
         if opts.device == "auto":
@@ -531,6 +565,10 @@ OPENAPI = {
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "JobHeader": HEADER_SCHEMA,
+            "StyleImageHeader": STYLE_IMAGE_SCHEMA,
+            "StyleImage": {"type": "object", "required": ["id", "width", "height"], "properties": {
+                "id": {"type": "string", "description": "sha256: and the hash of the picture as kept"},
+                "width": {"type": "integer"}, "height": {"type": "integer"}}},
             "Job": {"type": "object", "required": ["id", "state", "progress", "stage"], "properties": {
                 "id": {"type": "string"},
                 "state": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -583,6 +621,18 @@ OPENAPI = {
                 "schema": {"type": "string", "format": "binary"}}}},
             "responses": _responses({"202": _json(_ref("Job"), "queued")}, **{
                 "400": "malformed header (the message names the field), wrong body length, unknown model or style",
+                "411": "no Content-Length", "413": "above the worker's pixel or header limit"})}},
+        "/v1/style-images": {"post": {
+            "summary": "Send a picture to use as a style; jobs name it in options.style_images",
+            "description": ("The body is a job's body (see POST /v1/jobs) with a StyleImageHeader and no hints. "
+                            "The worker keeps the picture by its content (the same picture gets the same id) "
+                            "and describes it once per model; it keeps the last "
+                            f"{pipeline.STYLE_IMAGE_CACHE} pictures, so a client whose job is refused as "
+                            "naming an unknown picture sends it again."),
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": _responses({"200": _json(_ref("StyleImage"))}, **{
+                "400": "malformed header or body, or a picture under 16×16 pixels",
                 "411": "no Content-Length", "413": "above the worker's pixel or header limit"})}},
         "/v1/jobs/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -710,25 +760,50 @@ def make_handler(worker, server_ref):
                 raise HttpError(400, f"the body ended after {len(data)} of {n} bytes")
             return data
 
-        def _submit(self):
-            """POST /v1/jobs: the header is read and validated before any pixel is: a bad or too large
-            job costs the worker nothing, and the body must arrive at a reasonable rate."""
+        def _read_header(self, schema, what):
+            """A job's or a style picture's body up to its header: the header is read and validated
+            before any pixel is, so a bad or too large request costs the worker nothing, and the body
+            must arrive at a reasonable rate. -> (header, body length, pixel bytes, hint bytes)."""
             limit = 4 + MAX_HEADER + worker.max_pixels * (4 * 4 + 4)
             length = self._content_length(limit)
             self.server.deadline(self.connection, self.server.request_timeout)
             if length < 4:
-                raise HttpError(400, "the job body must start with a 4-byte header length")
+                raise HttpError(400, "the body must start with a 4-byte header length")
             (n,) = struct.unpack(">I", self._read(4))
             if n > MAX_HEADER:
-                raise HttpError(413, f"the job header is {n} bytes; the limit is {MAX_HEADER}")
+                raise HttpError(413, f"{what} is {n} bytes; the limit is {MAX_HEADER}")
             if 4 + n > length:
                 raise HttpError(400, f"the header length says {n} bytes but the body has only {length - 4}")
-            header = parse_header(self._read(n))
+            header = parse_header(self._read(n), schema, what)
             size, hints_size = job_sizes(header, worker.max_pixels)
             if length != 4 + n + size + hints_size:
                 raise HttpError(400, f"expected {size + hints_size} bytes of pixels after the header, "
                                      f"got {length - 4 - n}")
             self.server.deadline(self.connection, None)
+            return header, length, size, hints_size
+
+        def _style_image(self):
+            """POST /v1/style-images: a picture kept (by content) for jobs to use as a style."""
+            header, length, size, _ = self._read_header(STYLE_IMAGE_SCHEMA, "the style picture's header")
+            worker.queue.reserve(size)
+            try:
+                self.server.deadline(self.connection, self.server.request_timeout + length / MIN_UPLOAD_RATE)
+                pixels = self._read(size)
+                self.body_left = False
+                self.server.deadline(self.connection, None)
+                rgb, _ = decode_pixels(header, pixels)
+                del pixels
+                try:
+                    key = pipeline.add_style_image(rgb)
+                except UserError as e:
+                    raise HttpError(400, str(e)) from None
+            finally:
+                worker.queue.release(size)
+            return {"id": key, "width": header["width"], "height": header["height"]}
+
+        def _submit(self):
+            """POST /v1/jobs."""
+            header, length, size, hints_size = self._read_header(HEADER_SCHEMA, "the job header")
             options = worker.options(header.get("options"))   # may load a model: no deadline meanwhile
             worker.queue.reserve(size + hints_size)
             self.server.deadline(self.connection, self.server.request_timeout + length / MIN_UPLOAD_RATE)
@@ -777,6 +852,8 @@ def make_handler(worker, server_ref):
             if method == "POST" and route == ["jobs"]:
                 job = self._submit()
                 return self._send(202, job.public(q.position(job)))
+            if method == "POST" and route == ["style-images"]:
+                return self._send(200, self._style_image())
             if len(route) >= 2 and route[0] == "jobs":
                 job = q.get(route[1])
                 if method == "GET" and len(route) == 2:

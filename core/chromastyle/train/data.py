@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# photo-derived material textures among the training photos (rock, bark, brick…): style samples too
+TEXTURE_PREFIX = "ufoai_"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 

@@ -1,5 +1,5 @@
 """Checkpoints -> a model folder of the contract (version 2): color.onnx (the main file, with the
-model's metadata) and style.onnx."""
+model's metadata), style.onnx and describe.onnx (an example picture -> its style descriptor)."""
 import json
 import os
 import tempfile
@@ -11,7 +11,7 @@ import torch
 
 from ..engine import CONTRACT
 from .loop import load_checkpoint
-from .nets import ColorArgs, ColorNet, StyleArgs, StyleNet
+from .nets import ColorArgs, ColorNet, StyleArgs, StyleEncoder, StyleNet
 
 COLOR_SIZE = 256   # long side of the colour graph's working picture (what it was trained at)
 
@@ -34,7 +34,7 @@ def load_style(ckpt):
 
 
 def _to_onnx(net, inputs, names, output, dynamic, path, opset):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, inputs, str(path), input_names=names, output_names=[output],
                           opset_version=opset, dynamic_axes=dynamic, dynamo=False)
@@ -60,8 +60,8 @@ def store_fp16(model, min_size=4096):
 
 
 def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
-    """Write OUT_DIR/color.onnx and OUT_DIR/style.onnx; ``decoding`` may set temperature and
-    class_mix. Returns the main file's path."""
+    """Write OUT_DIR/color.onnx, style.onnx and describe.onnx; ``decoding`` may set temperature
+    and class_mix. Returns the main file's path."""
     import onnx
 
     color, color_ck = load_color(color_ckpt, **decoding)
@@ -72,8 +72,10 @@ def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
     z_dim = color.args.z_dim
     meta = {
         "chromastyle.contract": CONTRACT,
-        "chromastyle.graphs": json.dumps({"color": "color.onnx", "style": "style.onnx"}),
+        "chromastyle.graphs": json.dumps({"color": "color.onnx", "style": "style.onnx",
+                                          "describe": "describe.onnx"}),
         "chromastyle.styles": json.dumps(style.args.styles),
+        "chromastyle.held_out_styles": json.dumps(style_ck.get("config", {}).get("holdout", [])),
         "chromastyle.z_dim": str(z_dim),
         "chromastyle.color_size": str(COLOR_SIZE),
         "chromastyle.stroke_size": str(style.args.stroke_size),
@@ -91,10 +93,15 @@ def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
                          torch.zeros(n, z_dim)),
                  ["L", "hints", "propagated", "z"], "ab",
                  {"L": hw, "hints": hw, "propagated": hw, "z": {0: "N"}, "ab": hw}, tmp / "color.onnx", opset)
-        s = len(style.args.styles)
-        _to_onnx(style, (torch.rand(n, 3, 64, 64), torch.full((n, s), 1.0 / s)), ["image", "style"], "rgb",
-                 {"image": hw, "style": {0: "N"}, "rgb": hw}, tmp / "style.onnx", opset)
-        for name, role in (("color.onnx", "color"), ("style.onnx", "style")):
+        s, d = len(style.args.styles), style.args.descriptor_dim
+        _to_onnx(style, (torch.rand(n, 3, 64, 64), torch.full((n, s), 0.5 / s), torch.rand(n, d),
+                         torch.full((n, 1), 0.5)),
+                 ["image", "style", "example", "example_weight"], "rgb",
+                 {"image": hw, "style": {0: "N"}, "example": {0: "N"}, "example_weight": {0: "N"}, "rgb": hw},
+                 tmp / "style.onnx", opset)
+        _to_onnx(StyleEncoder(style.args).eval(), (torch.rand(1, 3, 64, 64),), ["image"], "descriptor",
+                 {"image": hw, "descriptor": {0: "N"}}, tmp / "describe.onnx", opset)
+        for name, role in (("color.onnx", "color"), ("style.onnx", "style"), ("describe.onnx", "describe")):
             model = onnx.load(str(tmp / name))
             if fp16:
                 store_fp16(model)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from ..color import lab_to_rgb
+from ..color import lab_to_rgb, rgb_to_lab
 from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
                      hinge_g, luminance_image, style_loss)
 from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
@@ -28,6 +28,9 @@ ALL_STYLES = [
     "moulin_de_la_galette", "harvesters", "ramparts_aigues_mortes", "durer_lion",
     "ryogoku_bridge_sunset", "the_scream", "composition_vii",
 ]
+# Named styles the style network is never trained on: its scores on them measure how it renders
+# a picture it never saw (an artist's own painting).
+HELD_OUT_STYLES = ["the_scream", "japanese_footbridge", "kazusa_sea_route", "te_fare", "harvesters"]
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -329,10 +332,14 @@ class StyleConfig:
     data: str = ""
     out: str = "runs/style"
     styles: list = field(default_factory=lambda: list(ALL_STYLES))
+    holdout: list = field(default_factory=lambda: list(HELD_OUT_STYLES))  # named, never trained on
     steps: int = 6000
     batch: int = 8                 # crops per step; one of them trains natural (the identity)
     crop: int = 128
     stroke_size: int = 384         # photos and paintings are seen at this long side
+    variants: int = 24             # crops of each training painting in the style bank
+    bank_crop: int = 256
+    texture_share: float = 0.25    # share of the style samples drawn from material textures
     max_images: int = 0
     lr: float = 1e-3
     widths: tuple = (24, 48, 96)
@@ -351,6 +358,54 @@ class StyleConfig:
     split_mb: int = 0
 
 
+def rotate_palette(rgb, angle, saturation):
+    """An sRGB batch (N,3,H,W) with its a*b* rotated by ``angle`` and scaled by ``saturation``: the
+    same strokes in another palette, a style sample the paintings alone do not give."""
+    lab = rgb_to_lab(rgb.permute(0, 2, 3, 1))
+    c, s = math.cos(angle) * saturation, math.sin(angle) * saturation
+    a, b = lab[..., 1], lab[..., 2]
+    lab = torch.stack([lab[..., 0], c * a - s * b, s * a + c * b], -1)
+    return lab_to_rgb(lab).permute(0, 3, 1, 2).clamp(0, 1)
+
+
+class StyleBank:
+    """The style samples the network learns to follow: for each, the picture (uint8, for the
+    discriminator), its descriptor (the network's condition) and its Gram targets (the loss).
+    Crops of each training painting, half of them with the palette rotated, plus material
+    textures from the training photos. Computed once, kept in memory (float16 targets)."""
+
+    def __init__(self, vgg, paintings, textures, cfg, rng):
+        pictures = []
+        for img in paintings:
+            for i in range(cfg.variants):
+                crop = torch.from_numpy(D.random_crops(rng, [img], 1, min(cfg.bank_crop, *img.shape[:2])))
+                if i % 2:
+                    crop = rotate_palette(crop, rng.uniform(-math.pi, math.pi), rng.uniform(0.6, 1.3))
+                pictures.append(crop)
+        self.painting_count = len(pictures)
+        for img in textures:
+            pictures.append(torch.from_numpy(D.random_crops(rng, [img], 1, min(cfg.bank_crop, *img.shape[:2]))))
+        self.pictures, self.descriptors, self.targets = [], [], []
+        with torch.no_grad():
+            for t in pictures:
+                self.pictures.append((t[0] * 255).round().to(torch.uint8))
+                self.descriptors.append(style_descriptor(vgg, t)[0])
+                g = gram_targets(vgg, t)
+                self.targets.append({k: [m.half() for m in v] for k, v in g.items()})
+        self.descriptors = torch.stack(self.descriptors)
+        self.texture_share = cfg.texture_share if len(pictures) > self.painting_count else 0.0
+
+    def draw(self, rng, count):
+        n, p = len(self.pictures), self.painting_count
+        return [int(rng.integers(p, n)) if rng.random() < self.texture_share else int(rng.integers(p))
+                for _ in range(count)]
+
+    def crops(self, rng, idx, size):
+        """Random crops of the samples' pictures, uint8 N,3,size,size."""
+        return torch.stack([self.pictures[i][:, y:y + size, x:x + size] for i in idx
+                            for y, x in [rng.integers(self.pictures[i].shape[1] - size + 1, size=2)]])
+
+
 class StyleTrainer(Run):
     kind = "style"
 
@@ -358,6 +413,8 @@ class StyleTrainer(Run):
         train_files, val_files = self.start(cfg)
         self.photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in train_files]
         self.photos = [p for p in self.photos if min(p.shape[:2]) >= cfg.crop]
+        textures = [p for p, f in zip(self.photos, train_files) if Path(f).name.startswith(D.TEXTURE_PREFIX)]
+        trained = [s for s in cfg.styles if s not in cfg.holdout]
         paintings = D.load_paintings(self.root / "styles", cfg.styles, cfg.stroke_size, cfg.crop)
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -365,12 +422,13 @@ class StyleTrainer(Run):
                               res_blocks=cfg.res_blocks, stroke_size=cfg.stroke_size)
         self.vgg = VGG16("conv4_2")
         self.net = StyleNet(self.args)
-        self.D = MultiScaleDiscriminator(len(self.args.styles))
-        self.paintings = paintings
+        self.D = MultiScaleDiscriminator(self.args.descriptor_dim)
         with torch.no_grad():
             tensors = [torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float() for p in paintings]
-            self.targets = [gram_targets(self.vgg, t) for t in tensors]
-            self.net.set_descriptors(torch.cat([style_descriptor(self.vgg, t) for t in tensors]))
+            named = torch.cat([style_descriptor(self.vgg, t) for t in tensors])
+        self.bank = StyleBank(self.vgg, [p for p, s in zip(paintings, cfg.styles) if s in trained],
+                              textures if cfg.texture_share else [], cfg, self.rng)
+        self.net.set_descriptors(named, population=self.bank.descriptors)
         if cfg.init:
             start = load_checkpoint(cfg.init)
             self.net.load_state_dict(start["net"])
@@ -403,22 +461,24 @@ class StyleTrainer(Run):
         sat = torch.from_numpy(rng.uniform(0, 1.1, (cfg.batch, 1, 1, 1)).astype(np.float32))
         lab = torch.cat([L * 100, ab * 110 * sat], 1).permute(0, 2, 3, 1)
         x = lab_to_rgb(lab).permute(0, 3, 1, 2).clamp(0, 1)
-        kinds = rng.integers(1, len(self.args.styles), cfg.batch)
-        kinds[0] = 0   # one natural crop per batch: the identity
-        style = F.one_hot(torch.from_numpy(kinds), len(self.args.styles)).float()
-        painting = torch.from_numpy(np.stack([D.random_crops(rng, [self.paintings[k - 1]], 1, cfg.crop)[0]
-                                              for k in kinds[1:]]))
-        return x, style, kinds, painting
+        samples = self.bank.draw(rng, cfg.batch - 1)   # the first crop trains natural (the identity)
+        style = torch.zeros(cfg.batch, len(self.args.styles))
+        style[0, 0] = 1
+        weight = torch.ones(cfg.batch, 1)
+        weight[0] = 0
+        example = torch.cat([torch.zeros(1, self.args.descriptor_dim), self.bank.descriptors[samples]])
+        return x, style, example, weight, samples
 
     def train_step(self):
         cfg = self.cfg
-        x, style, kinds, painting = self.batch()
+        x, style, example, weight, samples = self.batch()
         cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
         cosine_lr(self.opt_d, cfg.lr, self.step, cfg.steps)
         sty = slice(1, None)
-        targets = [self.targets[k - 1] for k in kinds[1:]]
+        targets = [{k: [m.float() for m in v] for k, v in self.bank.targets[i].items()} for i in samples]
+        cond = ((example - self.net.descriptor_mean) / self.net.descriptor_std)[sty]
         with mixed_precision():
-            out = self.net(x, style).float()
+            out = self.net(x, style, example, weight).float()
             losses = {"identity": cfg.identity_weight * F.l1_loss(out[0], x[0])}
             feats = self.vgg(out[sty], STYLE_LAYERS + ("relu4_2",))
             with torch.no_grad():
@@ -429,14 +489,15 @@ class StyleTrainer(Run):
                     self.vgg(luminance_image(out[sty]), STYLE_LAYERS), [t["texture"] for t in targets])
             losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"].float(), content_target)
             if cfg.adv_weight:
-                losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(out[sty], style[sty])])
+                losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(out[sty], cond)])
         loss = sum(losses.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         if cfg.adv_weight:
+            real_crops = self.bank.crops(self.rng, samples, cfg.crop).float() / 255
             with mixed_precision():
-                real, fake = self.D(painting, style[sty]), self.D(out[sty].detach(), style[sty])
+                real, fake = self.D(real_crops, cond), self.D(out[sty].detach(), cond)
             loss_d = hinge_d([o.float() for o in real], [o.float() for o in fake])
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -447,9 +508,9 @@ class StyleTrainer(Run):
 
     @torch.no_grad()
     def validate(self):
-        """A sheet of two validation photos × natural and four styles in the run folder; how far
-        natural is from the identity on them; and the mean style scores of chromastyle eval (style
-        and texture ratios, content) of the four styles on them."""
+        """A sheet of two validation photos × natural and four paintings (two trained, two held
+        out) in the run folder; how far natural is from the identity; and the style scores of
+        chromastyle eval (style and texture ratios, content), apart for trained and held-out."""
         from PIL import Image
 
         from ..evaluate import StyleScorer
@@ -457,25 +518,27 @@ class StyleTrainer(Run):
         if not self.val_photos:
             return {}
         self.scorer = getattr(self, "scorer", None) or StyleScorer()
-        names = [n for n in ("starry_night", "great_wave", "the_scream", "composition_vii") if n in self.args.styles]
-        names = names or self.args.styles[1:5]
-        rows, identity, scores = [], [], []
+        trained = [n for n in self.args.styles[1:] if n not in self.cfg.holdout][:2]
+        names = trained + [n for n in self.cfg.holdout if n in self.args.styles][:2]
+        onehot = lambda n: F.one_hot(torch.tensor([self.args.styles.index(n)]), len(self.args.styles)).float()
+        rows, identity, scores = [], [], {"": [], "held_": []}
         for img in self.val_photos:
             x = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float()
-            cells = [self.net(x, F.one_hot(torch.tensor([self.args.styles.index(n)]), len(self.args.styles)).float())
-                     for n in ["natural"] + names]
+            cells = [self.net(x, onehot(n)) for n in ["natural"] + names]
             identity.append(float((cells[0] - x).abs().mean()))
             photo = img.astype(np.float32) / 255
             for name, out in zip(names, cells[1:]):
                 painting = self.scorer.painting(self.root / "styles" / f"{name}.jpg", (img.shape[1], img.shape[0]))
-                scores.append(self.scorer.scores(out[0].numpy().transpose(1, 2, 0), photo, painting))
+                group = "held_" if name in self.cfg.holdout else ""
+                scores[group].append(self.scorer.scores(out[0].numpy().transpose(1, 2, 0), photo, painting))
             rows.append(torch.cat([x] + cells, 3)[0])
         width = min(r.shape[2] for r in rows)
         sheet = torch.cat([r[:, :min(r.shape[1] for r in rows), :width] for r in rows], 1)
         Image.fromarray((sheet.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
             Path(self.cfg.out) / f"sheet-{self.step:05d}.jpg", quality=85)
         return {"val_identity_l1": round(float(np.mean(identity)), 4),
-                **{f"val_{k}": round(float(np.mean([s[k] for s in scores])), 3) for k in scores[0]}}
+                **{f"val_{g}{k}": round(float(np.mean([s[k] for s in group])), 3)
+                   for g, group in scores.items() if group for k in group[0]}}
 
 
 TRAINERS = {"color": (ColorConfig, ColorTrainer), "style": (StyleConfig, StyleTrainer)}

@@ -201,7 +201,9 @@ class StyleArgs:
     res_blocks: int = 5
     stroke_size: int = 384      # long side of the working picture at stroke scale 1
     cond_dim: int = 64
-    descriptor_dim: int = 1920  # VGG16 channel means and deviations, relu1_1 … relu4_1
+    descriptor_dim: int = 1920  # VGG16 channel means and deviations, relu1_1 … relu4_1 (30 × width)
+    encoder_width: int = 64     # the VGG16 that describes pictures (narrower and random: test models)
+    encoder_pretrained: bool = True
 
 
 def style_descriptor(vgg, painting):
@@ -241,14 +243,16 @@ class StyleConv(nn.Module):
 
 class StyleNet(nn.Module):
     """The style graph (Johnson et al. 2016 with conditional instance norm): colorized sRGB at the
-    stroke resolution + style weights -> stylized sRGB.
+    stroke resolution + style weights (+ an example picture's descriptor) -> stylized sRGB.
 
-    Each painting is known by its descriptor (``style_descriptor``, fixed, set by the trainer); a
-    shared layer maps descriptors to embeddings, the weights mix the embeddings, and an MLP turns
-    the mix into every instance norm's scale and shift. Sharing makes all styles learn from every
-    step (one table of parameters per style learns only when its style is drawn), and a picture
-    the network never saw can be described the same way. ``natural`` has a learned embedding and
-    is trained as the identity; the pipeline skips this graph when only natural is asked for."""
+    Every style is known by a descriptor (``style_descriptor``): the named paintings' are fixed
+    buffers, an example picture's comes in as an input. One shared linear layer maps descriptors
+    to embeddings, the weights mix the embeddings, and an MLP turns the mix into every instance
+    norm's scale and shift (Ghiasi et al. 2017). Being linear, mixing embeddings is mixing
+    descriptors. Trained on many descriptors (crops of paintings with their palettes rotated, and
+    material textures), the network renders pictures it never saw. ``natural`` has a learned
+    embedding and is trained as the identity; the pipeline skips this graph when only natural is
+    asked for."""
 
     multiple = 4
 
@@ -274,19 +278,28 @@ class StyleNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def set_descriptors(self, descriptors):
-        """descriptors: one row per painting (styles[1:])."""
+    def set_descriptors(self, descriptors, population=None):
+        """descriptors: one row per named painting (styles[1:]); ``population``: the descriptors
+        the network is trained on, whose mean and deviation normalise every descriptor."""
         d = descriptors.float()
-        self.descriptor_mean.copy_(d.mean(0))
-        self.descriptor_std.copy_(d.std(0).clamp_min(1e-3) if len(d) > 1 else torch.ones_like(d[0]))
+        pop = d if population is None else population.float()
+        self.descriptor_mean.copy_(pop.mean(0))
+        self.descriptor_std.copy_(pop.std(0).clamp_min(1e-3) if len(pop) > 1 else torch.ones_like(pop[0]))
         self.descriptors[1:] = d
 
-    def embeddings(self):
-        paintings = self.embed((self.descriptors[1:] - self.descriptor_mean) / self.descriptor_std)
-        return torch.cat([self.natural[None], paintings])
+    def embed_descriptor(self, d):
+        return self.embed((d - self.descriptor_mean) / self.descriptor_std)
 
-    def forward(self, rgb, style):
-        cond = self.cond(style @ self.embeddings())
+    def embeddings(self):
+        return torch.cat([self.natural[None], self.embed_descriptor(self.descriptors[1:])])
+
+    def forward(self, rgb, style, example=None, example_weight=None):
+        """style: N×S weights of the named styles; example (N×D) with example_weight (N×1): an
+        example picture's descriptor and its weight (all weights together sum to 1)."""
+        mix = style @ self.embeddings()
+        if example is not None:
+            mix = mix + example_weight * self.embed_descriptor(example)
+        cond = self.cond(mix)
         x = self.d2(self.d1(self.c1(rgb * 2 - 1, cond), cond), cond)
         for a, b in self.res:
             x = x + b(a(x, cond), cond)
@@ -298,10 +311,22 @@ class StyleNet(nn.Module):
         return torch.sigmoid(torch.log(p / (1 - p)) + delta)
 
 
+class StyleEncoder(nn.Module):
+    """The descriptor graph: an example picture (sRGB) -> its ``style_descriptor``."""
+
+    def __init__(self, args: StyleArgs):
+        super().__init__()
+        self.vgg = VGG16("conv4_1", pretrained=args.encoder_pretrained, width=args.encoder_width)
+
+    def forward(self, image):
+        return style_descriptor(self.vgg, image)
+
+
 # -- discriminator --------------------------------------------------------------------------
 
 class PatchDiscriminator(nn.Module):
-    """Spectral-norm PatchGAN with a projection term per style (Miyato & Koyama 2018)."""
+    """Spectral-norm PatchGAN with a projection term on the style's condition vector (Miyato &
+    Koyama 2018)."""
 
     def __init__(self, n_styles, width=32, depth=3):
         super().__init__()
