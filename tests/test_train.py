@@ -231,3 +231,46 @@ def test_checkpoints_split_into_parts_and_join(data_dir, tmp_path):
     assert torch.equal(back["w"], state["w"]) and back["step"] == 3
     save_checkpoint(state, tmp_path / "last.pt")         # one file again: the parts go
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_eval_reports_trained_styles_and_style_pictures_apart(tmp_path):
+    from chromastyle.evaluate import format_tables, style_paintings, style_table
+
+    from conftest import ROOT, SHIPPED_MODEL, photo
+
+    for folder, name in (("styles", "starry_night.jpg"), ("pictures", "hokusai_poppies.jpg")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes((ROOT / "tests" / "data" / name).read_bytes())
+    paintings = style_paintings(SHIPPED_MODEL, tmp_path / "styles", tmp_path / "pictures")
+    assert {k: group for k, (_, group) in paintings.items()} == {"starry_night": "trained",
+                                                                 "hokusai_poppies": "picture"}
+    rows = style_table(SHIPPED_MODEL, [photo(size=(128, 96))], paintings)
+    assert rows["hokusai_poppies"]["texture"] < 1.0   # closer to the picture's texture than the photo is
+    sweep = {k: {0: 1.0} for k in ("model", "gray", "levin", "ssim", "colorfulness")}
+    text = format_tables({**sweep, "gt_colorfulness": 2.0}, rows)
+    assert "| hokusai_poppies (picture) |" in text and "| mean, picture |" in text and "| mean, trained |" in text
+
+
+def test_style_trainer_learns_from_a_bank_and_never_from_held_out_paintings(tmp_path):
+    """The bank holds crops of the trained paintings only (and textures); the held-out painting
+    is still a named style, described by its descriptor."""
+    from conftest import ROOT
+
+    (tmp_path / "styles").mkdir()
+    (tmp_path / "train").mkdir()
+    for name in ("starry_night.jpg", "hokusai_poppies.jpg"):
+        (tmp_path / "styles" / name).write_bytes((ROOT / "tests" / "data" / name).read_bytes())
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray((rng.random((140, 150, 3)) * 255).astype(np.uint8)).save(tmp_path / "train" / f"p{i}.png")
+    Image.fromarray((rng.random((140, 150, 3)) * 255).astype(np.uint8)).save(tmp_path / "train" / "ufoai_rock.png")
+    cfg = dict(data=str(tmp_path), out=str(tmp_path / "run"), styles=["starry_night", "hokusai_poppies"],
+               holdout=["hokusai_poppies"], variants=3, crop=64, bank_crop=96, stroke_size=160, batch=3,
+               steps=2, eval_every=0, widths=(8, 8, 16), res_blocks=1)
+    from chromastyle.train.loop import make_config
+    trainer = StyleTrainer(make_config("style", **cfg))
+    assert trainer.bank.painting_count == 3                  # starry night's crops only
+    assert len(trainer.bank.pictures) in (3, 4)              # + the texture, if it is in the split
+    assert trainer.net.descriptors[2].abs().sum() > 0        # the held-out painting is still described
+    trainer.run(on_log=lambda row: None)
+    assert trainer.step == 2
