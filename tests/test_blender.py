@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from chromastyle.color import rgb_to_lab
-from conftest import photo
+from conftest import ROOT, photo
 
 pytestmark = pytest.mark.host
 HERE = os.path.join(os.path.dirname(__file__), "hosts")
@@ -54,7 +54,8 @@ def blender(request, tmp_path_factory):
     tex = np.concatenate([tex, tex[::-1]], 0)[::-1]   # mirrored: seamless both ways
     (work / "params.json").write_text(json.dumps({
         "width": W, "height": H, "gray": img.mean(-1).ravel().round(4).tolist(),
-        "texture": tex.reshape(-1, 3).round(4).tolist()}))
+        "texture": tex.reshape(-1, 3).round(4).tolist(),
+        "painting": str(ROOT / "tests" / "data" / "starry_night.jpg")}))
     runtime = work / "runtime"
     runtime.mkdir(mode=0o700)
     state = runtime / "chromastyle" / "worker.json"   # where the client looks: nothing is set for it
@@ -153,3 +154,34 @@ def test_rendered_animation_is_stylized_and_composited(blender):
     assert sc["status"] == ["FINISHED"] and sc["stylized"] == sc["rendered"]
     assert sc["compositor"] == ["FINISHED"] and sc["node_linked"] and sc["node_duration"] == 3
     assert sc["single"] == ["FINISHED"] and sc["single_result"]["width"] == 64
+
+
+def test_a_picture_as_the_style(blender):
+    """A painting as the style picture: clearly unlike the same run without it, close to the
+    painting's named style (one the model was trained on) compared with another named style, and the
+    same painting as a scene-linear float image gives the same result."""
+    sc = scenario(blender, "picture")
+    assert all(run["status"] == ["FINISHED"] for run in sc.values())
+    rgb = {label: load(run)[..., :3] for label, run in sc.items()}
+    assert np.abs(rgb["picture"] - rgb["plain"]).mean() > 0.04
+    assert np.abs(rgb["picture"] - rgb["starry"]).mean() < 0.4 * np.abs(rgb["wave"] - rgb["starry"]).mean()
+    assert np.abs(rgb["linear_picture"] - rgb["picture"]).mean() < 0.01
+
+
+def test_a_bad_style_picture_adds_nothing_and_says_why(blender):
+    sc = scenario(blender, "bad_picture")
+    for (status, message), words in ((sc["unknown"], "no image 'no such image'"),
+                                     (sc["missing"], "'ghost' has no pixels")):
+        assert status == ["CANCELLED"] and words in message, message
+        assert "Traceback" not in message
+    assert sc["new_images"] == [] and sc["unchanged"]
+
+
+def test_rendered_frames_name_one_style_picture(blender):
+    sc = scenario(blender, "picture_sequence")
+    assert sc["status"] == ["FINISHED"] and sc["frames"] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    assert len(sc["sent"]) == 1   # sent once, named by every frame
+    assert sc["named"] == [[{"id": sc["sent"][0], "strength": 1.0}]] * 3
+    assert sc["ghost_status"] == ["CANCELLED"] and "has no pixels" in sc["ghost_message"]
+    assert not sc["ghost_folder"]
+    assert sc["render_status"] == [["FINISHED"], None], sc["render_status"]   # a render result as the picture

@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from chromastyle.color import rgb_to_lab
-from conftest import photo
+from conftest import ROOT, photo
 from hosts.gimp import HERE, gimp_root, run_gimp
 
 pytestmark = pytest.mark.host
+STARRY = ROOT / "tests" / "data" / "starry_night.jpg"   # a painting the model was trained on, as a file
 W, H = 256, 192
-MAX_PIXELS = 60_000   # the batch worker's limit: a 256×192 layer passes, a 320×240 one is refused
+MAX_PIXELS = 120_000   # the batch worker's limit: a 256×192 layer and a 384×304 painting pass, 400×320 is refused
 HINTS = [((60, 60), (220, 30, 30)), ((190, 130), (30, 60, 220))]
 
 
@@ -38,6 +39,7 @@ def gimp(tmp_path_factory):
     for (x, y), color in HINTS:
         hints[y - 3:y + 3, x - 3:x + 3] = (*color, 255)
     Image.fromarray(hints, "RGBA").save(work / "hints.png")
+    (work / "not_a_picture.png").write_text("not a picture")
     return root, work
 
 
@@ -80,8 +82,19 @@ def batch_result(gimp):
         {"name": "selection", "image": str(work / "gray.png"), "select": [40, 30, 100, 80],
          "args": {**base, "style": "great_wave", "output": "replace"}},
         {"name": "bad_style", "image": str(work / "gray.png"), "args": {**base, "style": "no_such_style"}},
-        {"name": "refused_midway", "image": str(work / "gray.png"), "second_layer": True, "second_size": [320, 240],
+        {"name": "refused_midway", "image": str(work / "gray.png"), "second_layer": True, "second_size": [400, 320],
          "args": {**base, "style": "the_scream"}},
+        # any picture as the style: from a file, from a layer of another open image, against named styles
+        {"name": "picture_file", "image": str(work / "gray.png"), "style_file": str(STARRY), "args": base},
+        {"name": "picture_layer", "image": str(work / "gray.png"), "style_image": str(STARRY),
+         "args": base},
+        {"name": "plain", "image": str(work / "gray.png"), "args": base},
+        {"name": "named_starry", "image": str(work / "gray.png"), "args": {**base, "style": "starry_night"}},
+        {"name": "named_wave", "image": str(work / "gray.png"), "args": {**base, "style": "great_wave"}},
+        {"name": "picture_missing", "image": str(work / "gray.png"), "style_file": str(work / "missing.png"),
+         "args": base},
+        {"name": "picture_unreadable", "image": str(work / "gray.png"), "style_file": str(work / "not_a_picture.png"),
+         "args": base},
     ]
     try:
         r, result = run_gimp(root, work, HERE / "gimp_batch.py", {"work": str(work), "scenarios": scenarios},
@@ -157,6 +170,38 @@ def test_worker_error_midway_changes_nothing(batch_result):
     assert sc["status"] == "execution-error"
     readable(sc["error"])
     assert "accepts at most" in sc["error"] and "worker.log" in sc["error"]
+    unchanged(sc)
+
+
+def new_layer(sc, label):
+    assert sc["status"] == "success", sc["error"]
+    (layer,) = [layer for layer in sc["layers"] if label in layer["name"]]
+    return pixels(layer)[..., :3].astype(float)
+
+
+def test_a_picture_as_the_style(batch_result):
+    """A painting given as a picture (a file, or a layer of another open image) styles the photo:
+    clearly unlike the same run without it, the same from both sources, and close to the painting's
+    named style (one the model was trained on) compared with another named style."""
+    from_file = new_layer(scenario(batch_result, "picture_file"), "(natural + style picture)")
+    from_layer = new_layer(scenario(batch_result, "picture_layer"), "(natural + style picture)")
+    plain = new_layer(scenario(batch_result, "plain"), "(natural)")
+    starry = new_layer(scenario(batch_result, "named_starry"), "(starry_night")
+    wave = new_layer(scenario(batch_result, "named_wave"), "(great_wave")
+    assert np.abs(from_file - from_layer).mean() < 0.5   # the same picture, whatever its source
+    assert np.abs(from_file - plain).mean() > 10
+    assert np.abs(from_file - starry).mean() < 0.4 * np.abs(wave - starry).mean()
+
+
+@pytest.mark.parametrize("name, status, words", [
+    # GIMP itself refuses a file argument that names no file, before the plug-in runs
+    ("picture_missing", "calling-error", ["'style-picture-file'", "out of range"]),
+    ("picture_unreadable", "execution-error", ["not_a_picture.png", "could not open", "choose an image file"])])
+def test_a_bad_style_picture_changes_nothing_and_says_why(batch_result, name, status, words):
+    sc = scenario(batch_result, name)
+    assert sc["status"] == status
+    readable(sc["error"])
+    assert all(w in sc["error"] for w in words), sc["error"]
     unchanged(sc)
 
 

@@ -44,7 +44,8 @@ def plugin():
 class Config:
     def __init__(self, **values):
         self.values = {"style": "natural", "strength": 1.0, "stroke-scale": 1.0, "keep": "none", "tileable": False,
-                       "seed": -1, "output": "new-layer", "hint-layer": None, **values}
+                       "seed": -1, "output": "new-layer", "hint-layer": None, "style-picture": None,
+                       "style-picture-file": None, "style-picture-strength": 1.0, **values}
 
     def get_property(self, name):
         return self.values[name]
@@ -96,3 +97,60 @@ def test_region_adds_context_and_clips(plugin):
     assert plugin.offsets(Drawable(1, 1, None)) == (5, 7)
     assert plugin.pixel_format(True) == ("R'G'B'A u8", "uint8")
     assert plugin.pixel_format(False) == ("R'G'B'A float", "float32")
+
+
+class Buffer:
+    def get(self, rect, scale, fmt, abyss):
+        return bytes(4 * rect.w * rect.h)
+
+
+class File:
+    def __init__(self, exists):
+        self.exists = exists
+
+    def get_parse_name(self):
+        return "/pictures/gone.png"
+
+    def query_exists(self, cancellable):
+        return self.exists
+
+
+class FakeClient:
+    def __init__(self):
+        self.sent = []
+
+    def style_image(self, pixels, width, height, channels=3, dtype="uint8", colorspace="srgb"):
+        self.sent.append((len(pixels), width, height, channels))
+        return f"sha256:{len(self.sent)}"
+
+
+def test_style_picture_arguments(plugin, monkeypatch):
+    layer = Drawable(40, 30, None)
+    layer.get_buffer = Buffer
+    assert plugin.style_pictures_from_config(Config()) == (None, None, 1.0)
+    assert plugin.style_pictures_from_config(Config(**{"style-picture": layer, "style-picture-strength": 0.4})) == \
+        (layer, None, 0.4)
+    with pytest.raises(plugin.UserFacingError, match="strength must be between 0 and 1"):
+        plugin.style_pictures_from_config(Config(**{"style-picture-strength": 1.5}))
+    monkeypatch.setattr(plugin, "Gegl", types.SimpleNamespace(
+        Rectangle=types.SimpleNamespace(new=lambda x, y, w, h: types.SimpleNamespace(w=w, h=h)),
+        AbyssPolicy=types.SimpleNamespace(CLAMP=0)))
+    c = FakeClient()
+    # the whole layer is sent once, as RGBA8, and named with its strength
+    assert plugin.send_style_pictures(c, layer, None, 0.4) == [{"id": "sha256:1", "strength": 0.4}]
+    assert c.sent == [(40 * 30 * 4, 40, 30, 4)]
+    with pytest.raises(plugin.UserFacingError, match="'/pictures/gone.png' does not exist"):
+        plugin.send_style_pictures(c, None, File(exists=False), 1.0)
+    assert len(c.sent) == 1
+
+
+@pytest.mark.parametrize("error, says", [
+    ("this model cannot take a picture as a style; use one with a describe graph", "cannot use a picture as a style"),
+    ("a style picture must be an RGB or gray image of at least 16×16 pixels, got shape (8, 8, 3)",
+     "too small: it must be at least 16×16 pixels"),
+    ("unknown style picture sha256:0123456789ab…: send it first with POST /v1/style-images", "Run again")])
+def test_style_picture_errors_read_well(plugin, error, says):
+    """The worker's refusals about style pictures, as the plug-ins (all three share these texts) tell them."""
+    e = plugin.client_lib.WorkerError(f"the chromastyle worker refused the request (400): {error}")
+    text = plugin.explain(e, "gimp")
+    assert says in text and "(400)" not in text and "describe graph" not in text and "POST" not in text

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from chromastyle.color import rgb_to_lab
-from conftest import photo
+from conftest import ROOT, photo
 from hosts.krita import KRITAS, ensure_krita, run_krita, stop_worker
 
 pytestmark = pytest.mark.host
@@ -63,7 +63,12 @@ def krita_result(request, tmp_path_factory):
         crop = photo(size=(W + 20, H))[:, i * 10:i * 10 + W]
         Image.fromarray((np.repeat(crop.mean(-1, keepdims=True), 3, -1) * 255).astype(np.uint8)).convert("RGBA").save(work / f"f{i}.png")
         frames.append(str(work / f"f{i}.png"))
+    # a painting the model was trained on as the style reference layer's picture, at its own size (larger
+    # than the canvas: the whole layer is the picture)
+    Image.open(ROOT / "tests" / "data" / "starry_night.jpg").convert("RGBA").save(work / "painting.png")
+    painting = {"name": "painting", "png": str(work / "painting.png")}
     natural = {"style": "natural", "strength": 1.0, "keep": "none", "tileable": False, "seed": -1}
+    with_painting = {**natural, "style_layer": "painting", "style_layer_strength": 1.0}
     gray = str(work / "gray.png")
     scenarios = [
         {"name": "first_run", "kind": "action", "image": gray,
@@ -77,11 +82,20 @@ def krita_result(request, tmp_path_factory):
         {"name": "bad_style", "image": gray, "settings": {**natural, "style": "no_such_style"}},
         {"name": "cancelled", "image": gray, "second_layer": True, "cancel_after": 1,
          "settings": {**natural, "style": "the_scream"}},
+        {"name": "picture", "image": gray, "style_layer": painting, "settings": with_painting},
+        {"name": "plain", "image": gray, "settings": natural},
+        {"name": "named_starry", "image": gray, "settings": {**natural, "style": "starry_night"}},
+        {"name": "named_wave", "image": gray, "settings": {**natural, "style": "great_wave"}},
+        {"name": "picture_unknown", "image": gray, "settings": {**natural, "style_layer": "no_such_layer"}},
+        {"name": "picture_empty", "image": gray, "style_layer": {"name": "empty", "png": None},
+         "settings": {**natural, "style_layer": "empty"}},
         {"name": "docker", "kind": "docker"},   # last: it opens a second window
     ]
     if request.param not in NO_ACTIVE_LAYER:
         scenarios.append({"name": "animated", "animated": True, "times": [0, 4, 8], "frames": frames,
                           "settings": {**natural, "style": "great_wave", "strength": 0.7}})
+        scenarios.append({"name": "animated_picture", "animated": True, "times": [0, 4, 8], "frames": frames,
+                          "style_layer": painting, "settings": with_painting})
     try:
         r, result = run_krita(work, {"width": W, "height": H, "scenarios": scenarios}, root=root)
     finally:
@@ -215,4 +229,39 @@ def test_cancel_midway_changes_nothing(krita_result):
     stays gray."""
     sc = scenario(krita_result, "cancelled", ok=False)
     assert sc["cancelled_after"] == 1 and sc["message"] == "cancelled"
+    unchanged(sc)
+
+
+def test_a_style_reference_layer(krita_result):
+    """A layer holding a painting as the style reference: sent once, named by the run, and the
+    result is clearly unlike the same run without it and close to the painting's named style (one
+    the model was trained on) compared with another named style."""
+    sc = scenario(krita_result, "picture")
+    (res,) = sc["results"]
+    assert "+ style reference" in res["name"]
+    assert len(sc["style_pictures_sent"]) == 1
+    assert sc["style_images"] == [{"id": sc["style_pictures_sent"][0], "strength": 1.0}]
+    rgb = lambda name: pixels(scenario(krita_result, name)["results"][0])[..., :3]  # noqa: E731
+    picture, plain, starry, wave = rgb("picture"), rgb("plain"), rgb("named_starry"), rgb("named_wave")
+    assert np.abs(picture - plain).mean() > 0.04
+    assert np.abs(picture - starry).mean() < 0.4 * np.abs(wave - starry).mean()
+
+
+def test_animated_layer_with_a_style_reference_sends_it_once(request, krita_result):
+    which = request.node.callspec.params["krita_result"]
+    if which in NO_ACTIVE_LAYER:
+        pytest.skip(NO_ACTIVE_LAYER[which])
+    sc = scenario(krita_result, "animated_picture")
+    assert sc["result_keyframes"] == [0, 4, 8]
+    assert len(sc["style_pictures_sent"]) == 1   # one picture for all frames
+    assert sc["style_images"] == [{"id": sc["style_pictures_sent"][0], "strength": 1.0}]
+    assert all(chroma(pixels(r)).mean() > 2 for r in sc["results"])
+
+
+@pytest.mark.parametrize("name, words", [("picture_unknown", ["no layer 'no_such_layer'", "style reference"]),
+                                         ("picture_empty", ["'empty' is empty", "style reference"])])
+def test_a_bad_style_reference_changes_nothing_and_says_why(krita_result, name, words):
+    sc = scenario(krita_result, name, ok=False)
+    readable(sc["message"])
+    assert all(w in sc["message"] for w in words), sc["message"]
     unchanged(sc)

@@ -84,3 +84,16 @@ def test_selection_masks_alpha():
     f = struct.pack("<8f", 0, 0, 0, 1.0, 0, 0, 0, 1.0)
     out = struct.unpack("<8f", pixels.mask_alpha(f, bytes([0, 255]), "F32"))
     assert out[3] == 0 and out[7] == pytest.approx(1.0)
+
+
+def test_style_reference_settings():
+    assert options.DEFAULTS["style_layer"] == "" and options.DEFAULTS["style_layer_strength"] == 1.0
+    # the reference is sent by the runner; the options only check its strength
+    assert "style_images" not in options.worker_options({"style_layer": "painting", "style_layer_strength": 0.5})
+    for bad in (-0.1, 1.5):
+        with pytest.raises(options.OptionError, match="style reference's strength"):
+            options.worker_options({"style_layer": "painting", "style_layer_strength": bad})
+    k = FakeKrita()
+    options.save(k, {**options.DEFAULTS, "style_layer": "painting", "style_layer_strength": 0.25})
+    assert options.load(k)["style_layer"] == "painting" and options.load(k)["style_layer_strength"] == 0.25
+

@@ -34,6 +34,10 @@ class ChromastyleSettings(bpy.types.PropertyGroup):
                            description="Overwrite the image (a copy of the original is kept)")
     output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="//chromastyle/",
                                description="Folder for stylized animation frames")
+    style_image: PointerProperty(type=bpy.types.Image, name="Style Picture",
+                                 description="Any image to use as a style (it mixes with the style above)")
+    style_image_strength: FloatProperty(name="Picture Strength", min=0.0, max=1.0, default=1.0,
+                                        description="How strongly the style picture applies")
 
 
 def worker_options(settings, tileable=False):
@@ -43,16 +47,45 @@ def worker_options(settings, tileable=False):
             "seed": None if settings.seed < 0 else settings.seed, "stroke_scale": round(settings.stroke_scale, 4)}
 
 
+def read_style_picture(image):
+    """A style picture's pixels as read_image gives them (float images are scene-linear); render
+    results through a saved copy."""
+    if image.type in ("RENDER_RESULT", "COMPOSITING"):
+        return read_render_result(image.name, [])
+    if 0 in image.size:
+        raise ValueError(f"the style picture '{image.name}' has no pixels (is its file missing?); "
+                         "choose another image")
+    return read_image(image)
+
+
+def run_options(settings, tileable=False, picture=""):
+    """worker_options plus the style picture (the image named ``picture``, else the sidebar's), sent
+    to the worker once per run: every image and frame of the run names the same picture."""
+    options = worker_options(settings, tileable)
+    image = settings.style_image
+    if picture:
+        image = bpy.data.images.get(picture)
+        if image is None:
+            raise ValueError(f"there is no image '{picture}' to use as the style picture")
+    if image is not None:
+        data, w, h, colorspace = read_style_picture(image)
+        ref = client().style_image(data, w, h, 4, "float32", colorspace)
+        options["style_images"] = [{"id": ref, "strength": round(settings.style_image_strength, 4)}]
+    return options
+
+
 class _Run:
     """Modal with a timer when invoked from the UI (ESC cancels, the UI stays live); a plain loop
     when executed from a script or in background mode."""
+    style_image: StringProperty(name="Style Picture", description="An image (bpy.data.images) to use as a style; "
+                                "empty: the sidebar's Style Picture", options={"SKIP_SAVE"})
 
     def tasks(self, context):
         raise NotImplementedError
 
     def start(self, context):
         tileable = getattr(self, "tileable", False)   # textures default to tileable
-        return Poller(self.tasks(context), worker_options(context.scene.chromastyle, tileable))
+        return Poller(self.tasks(context), run_options(context.scene.chromastyle, tileable, self.style_image))
 
     def execute(self, context):
         try:
@@ -264,12 +297,14 @@ class CHROMASTYLE_OT_stylize_sequence(_Run, bpy.types.Operator):
         frames = [(f, p) for f, p in frame_paths(scene) if os.path.exists(p)]
         if not frames:
             raise ValueError("no rendered frames found: render the animation first (Ctrl F12)")
+        # before the staged folder: a bad picture leaves none
+        options = run_options(scene.chromastyle, picture=getattr(self, "style_image", ""))
         staged = StagedFolder(bpy.path.abspath(scene.chromastyle.output_dir))
         sequence = f"blender-{scene.name}-{time.time()}"   # rendered frames: temporally consistent
         tasks = [Task(f"frame {f}", lambda path=path: read_frame(path),
                       lambda data, w, h, path=path: finish_frame(data, w, h, path, staged),
                       sequence={"id": sequence, "reset": i == 0}) for i, (f, path) in enumerate(frames)]
-        return Poller(tasks, worker_options(scene.chromastyle), staged)
+        return Poller(tasks, options, staged)
 
 
 def read_frame(path):
@@ -340,6 +375,8 @@ def settings_ui(layout, settings):
     row.operator("chromastyle.refresh_styles", text="", icon="FILE_REFRESH")
     layout.prop(settings, "strength", slider=True)
     layout.prop(settings, "stroke_scale")
+    layout.prop(settings, "style_image")
+    layout.prop(settings, "style_image_strength", slider=True)
     layout.prop(settings, "keep")
     layout.prop(settings, "seed")
 

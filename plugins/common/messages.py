@@ -36,6 +36,9 @@ def explain(error, host, client=None):
     if style:
         return (f"The style '{style[1]}' does not exist in the worker's model — choose one from the list "
                 "(refresh it if the model was changed).")
+    picture = _style_picture(text)
+    if picture:
+        return picture
     if "could not start" in text or "did not answer within" in text:
         return (f"{_sentence(text)} To fix it, run `chromastyle install {host}` from the Python environment "
                 "that has chromastyle (it records that interpreter), or set CHROMASTYLE_PYTHON.")
@@ -46,6 +49,18 @@ def explain(error, host, client=None):
     if kind == "JobFailed":
         return f"The worker could not finish the image: {text}." + details
     return _sentence(text) + (details if kind == "WorkerError" else "")
+
+
+def _style_picture(text):
+    """What went wrong with a picture given as a style, if that is what ``text`` is about."""
+    if "cannot take a picture as a style" in text:
+        return ("The worker's model cannot use a picture as a style — choose a named style instead, or start the "
+                "worker with a model that can (the default model can).")
+    if re.search(r"style picture must be .* at least 16×16", text):
+        return "The style picture is too small: it must be at least 16×16 pixels."
+    if "unknown style picture" in text:
+        return "The worker no longer has the style picture (it was restarted meanwhile). Run again to send it again."
+    return None
 
 
 def _sentence(text):

@@ -112,6 +112,65 @@ def _():
     return info
 
 
+def run_image(label, **kw):
+    """stylize_image on "subject" -> its result's pixels (the result is renamed out of the way)."""
+    status = bpy.ops.chromastyle.stylize_image(image="subject", **kw)
+    out = bpy.data.images["subject.chromastyle"]
+    out.name = f"subject.{label}"
+    return {"status": sorted(status), **pixels(out, f"picture_{label}")}
+
+
+def linear_copy(img, name):
+    """A scene-linear float image with the same colours as the byte (sRGB) image ``img``."""
+    buf = array("f", bytes(4 * len(img.pixels)))
+    img.pixels.foreach_get(buf)
+    for i in range(len(buf)):
+        if i % 4 != 3:
+            v = buf[i]
+            buf[i] = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    lin = bpy.data.images.new(name, *img.size, alpha=True, float_buffer=True)
+    lin.pixels.foreach_set(buf)
+    lin.update()
+    return lin
+
+
+@scenario("picture")
+def _():
+    """A painting as the style picture: from the sidebar (a byte image), from the operator's property
+    (the same painting as a scene-linear float image); and the same run without it, and with the
+    painting's named style and another named style."""
+    image_from("subject", W, H, [v for g in gray for v in (g, g, g, 1.0)])
+    painting = bpy.data.images.load(params["painting"])
+    linear_copy(painting, "painting linear")
+    s = scene.chromastyle
+    s.style, s.strength, s.style_image_strength = "natural", 1.0, 1.0
+    s.style_image = painting
+    runs = {"picture": run_image("picture")}
+    s.style_image = None
+    runs["linear_picture"] = run_image("linear_picture", style_image="painting linear")
+    runs["plain"] = run_image("plain")
+    for label, style in (("starry", "starry_night"), ("wave", "great_wave")):
+        s.style = style
+        runs[label] = run_image(label)
+    s.style = "natural"
+    return runs
+
+
+@scenario("bad_picture")
+def _():
+    """An image name that does not exist, and an image whose file is missing: nothing is made."""
+    img = bpy.data.images["subject"]
+    ghost = bpy.data.images.new("ghost", 4, 4)
+    ghost.source, ghost.filepath = "FILE", os.path.join(WORK, "missing.png")
+    before, pixels_before = {i.name for i in bpy.data.images}, jobs.read_image(img)[0]
+    unknown = attempt(bpy.ops.chromastyle.stylize_image, image="subject", style_image="no such image")
+    scene.chromastyle.style_image = ghost
+    missing = attempt(bpy.ops.chromastyle.stylize_image, image="subject")
+    scene.chromastyle.style_image = None
+    return {"unknown": unknown, "missing": missing, "new_images": sorted({i.name for i in bpy.data.images} - before),
+            "unchanged": jobs.read_image(img)[0] == pixels_before}
+
+
 @scenario("unknown_style")
 def _():
     """A style list that is out of date (the worker's model changed): the run fails, says what to
@@ -185,6 +244,32 @@ def _():
             "node_linked": bool(node and node.outputs["Image"].is_linked),
             "node_duration": node.frame_duration if node else None, "single": sorted(single),
             "single_result": pixels(out, "render_single") if out else None}
+
+
+@scenario("picture_sequence")
+def _():
+    """The rendered frames with a style picture: it is sent once and every frame names it; with an
+    image whose file is missing, no output folder is made."""
+    c = jobs.client()
+    sent, named = [], []
+    c.style_image = lambda *a, **kw: sent.append(type(c).style_image(c, *a, **kw)) or sent[-1]
+    c.submit = lambda *a, **kw: named.append(a[5].get("style_images")) or type(c).submit(c, *a, **kw)
+    try:
+        scene.chromastyle.style = "natural"
+        scene.chromastyle.style_image = bpy.data.images["painting linear"]
+        scene.chromastyle.output_dir = os.path.join(WORK, "stylized_picture") + os.sep
+        status = bpy.ops.chromastyle.stylize_sequence()
+        scene.chromastyle.output_dir = os.path.join(WORK, "stylized_ghost") + os.sep
+        scene.chromastyle.style_image = bpy.data.images["ghost"]
+        ghost_status, ghost_message = attempt(bpy.ops.chromastyle.stylize_sequence)
+    finally:
+        del c.style_image, c.submit
+        scene.chromastyle.style_image = None
+    # the last render as the style picture (read through a saved copy, like Stylize Render Result)
+    render_status = attempt(bpy.ops.chromastyle.stylize_image, image="subject", style_image="Render Result")
+    return {"status": sorted(status), "frames": sorted(os.listdir(os.path.join(WORK, "stylized_picture"))),
+            "sent": sent, "named": named, "ghost_status": ghost_status, "ghost_message": ghost_message,
+            "ghost_folder": os.path.exists(os.path.join(WORK, "stylized_ghost")), "render_status": render_status}
 
 
 with open(os.path.join(WORK, "result.json"), "w") as f:

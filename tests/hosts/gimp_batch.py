@@ -62,13 +62,18 @@ for sc in params["scenarios"]:
             if sc.get("second_size"):   # a larger layer, e.g. one the worker refuses
                 second.scale(*sc["second_size"], False)
             drawables.append(second)
+        args = dict(sc["args"])
+        if sc.get("style_file"):   # a style picture from a file (GimpFile argument)
+            args["style-picture-file"] = Gio.File.new_for_path(sc["style_file"])
+        if sc.get("style_image"):   # a style picture that is a layer of another open image
+            args["style-picture"] = load(sc["style_image"]).get_layers()[0]
         if sc.get("select"):
             x, y, w, h = sc["select"]
             image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
         out["layers_before"] = [layer.get_name() for layer in image.get_layers()]
         if sc.get("marker"):   # the test cancels the run once it has begun
             open(f"{work}/{sc['marker']}", "w").close()
-        status, error = run_plugin(image, drawables, **{**sc["args"], **({"hint-layer": hint_layer} if hint_layer else {})})
+        status, error = run_plugin(image, drawables, **{**args, **({"hint-layer": hint_layer} if hint_layer else {})})
         out.update(status=status, error=error, base_type_after=str(image.get_base_type().value_nick))
         out["layers"] = [dump(layer, f"{sc['name']}_layer{i}") for i, layer in enumerate(image.get_layers())]
         out["source_after"] = dump(base, f"{sc['name']}_source_after")

@@ -85,7 +85,7 @@ proc.run(cfg)
     try:
         time.sleep(40)
         shot = read_xwd(fb / "Xvfb_screen0")
-        Image.fromarray(crop_to_content(shot)[12:418, :428]).save(out)   # the dialog, at the top left
+        Image.fromarray(crop_to_content(shot)[12:548, :428]).save(out)   # the dialog, at the top left
     finally:
         os.killpg(gimp_proc.pid, signal.SIGKILL)
         xvfb.terminate()

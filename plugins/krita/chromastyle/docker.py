@@ -24,6 +24,11 @@ class ChromaStyleDocker(DockWidget):
         self.stroke_scale.setSingleStep(0.25)
         self.stroke_scale.setToolTip("Size of the style's brush strokes relative to the picture")
         self.hint = QComboBox()
+        self.style_layer = QComboBox()
+        self.style_layer.setToolTip("A layer of this document whose picture is used as a style")
+        self.style_layer_strength = QDoubleSpinBox()
+        self.style_layer_strength.setRange(0.0, 1.0)
+        self.style_layer_strength.setSingleStep(0.05)
         self.keep = QComboBox()
         self.keep.addItems(["none", "luminance", "colors"])
         self.tileable = QCheckBox("keep textures seamless")
@@ -37,8 +42,9 @@ class ChromaStyleDocker(DockWidget):
         go = QPushButton("Colorize && Stylize")
         go.clicked.connect(lambda: guarded(self.run, self))
         for label, widget in (("Style", self.style), ("Strength", self.strength), ("Stroke scale", self.stroke_scale),
-                              ("Hint layer", self.hint), ("Keep", self.keep), ("", self.tileable),
-                              ("Seed", self.seed)):
+                              ("Hint layer", self.hint), ("Style reference", self.style_layer),
+                              ("Reference strength", self.style_layer_strength), ("Keep", self.keep),
+                              ("", self.tileable), ("Seed", self.seed)):
             form.addRow(label, widget)
         layout = QVBoxLayout(body)
         layout.addLayout(form)
@@ -55,6 +61,7 @@ class ChromaStyleDocker(DockWidget):
         self.style.addItem(s["style"], s["style"])
         self.strength.setValue(s["strength"])
         self.stroke_scale.setValue(s["stroke_scale"])
+        self.style_layer_strength.setValue(s["style_layer_strength"])
         self.keep.setCurrentText(s["keep"])
         self.tileable.setChecked(s["tileable"])
         self.seed.setValue(s["seed"])
@@ -83,22 +90,29 @@ class ChromaStyleDocker(DockWidget):
         self.status.setText(f"Ready: {len(styles)} styles.")
 
     def refresh_layers(self):
-        current = self.hint.currentData() or ""
-        self.hint.clear()
-        self.hint.addItem("(none)", "")
+        """The paint layers of the active document, for the hint layer and the style reference."""
+        names = []
         doc = Krita.instance().activeDocument()
         if doc:
             stack = list(doc.topLevelNodes())
             while stack:
                 node = stack.pop()
                 if node.type() == "paintlayer":
-                    self.hint.addItem(node.name(), node.name())
+                    names.append(node.name())
                 stack.extend(node.childNodes())
-        self.hint.setCurrentIndex(max(0, self.hint.findData(current)))
+        for combo in (self.hint, self.style_layer):
+            current = combo.currentData() or ""
+            combo.clear()
+            combo.addItem("(none)", "")
+            for name in names:
+                combo.addItem(name, name)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
 
     def settings(self):
         return {"style": self.style.currentData() or "natural", "strength": self.strength.value(),
                 "stroke_scale": self.stroke_scale.value(), "hint_layer": self.hint.currentData() or "",
+                "style_layer": self.style_layer.currentData() or "",
+                "style_layer_strength": self.style_layer_strength.value(),
                 "keep": self.keep.currentText(), "tileable": self.tileable.isChecked(), "seed": self.seed.value()}
 
     def run(self):

@@ -1,7 +1,7 @@
 """Docker settings -> worker options; kept in Krita's settings between sessions."""
 KEEP = ("none", "luminance", "colors")
 DEFAULTS = {"style": "natural", "strength": 1.0, "hint_layer": "", "keep": "none", "tileable": False,
-            "seed": -1, "stroke_scale": 1.0, "frames": "keyframes"}
+            "seed": -1, "stroke_scale": 1.0, "frames": "keyframes", "style_layer": "", "style_layer_strength": 1.0}
 STROKE_SCALE = (0.25, 4.0)   # a style's brush strokes, relative to the picture
 
 
@@ -16,6 +16,8 @@ def worker_options(settings):
         raise OptionError("strength must be between 0 and 1")
     if s["keep"] not in KEEP:
         raise OptionError(f"keep must be one of {', '.join(KEEP)}")
+    if not 0 <= float(s["style_layer_strength"]) <= 1:
+        raise OptionError("the style reference's strength must be between 0 and 1")
     stroke_scale = float(s["stroke_scale"])
     if not STROKE_SCALE[0] <= stroke_scale <= STROKE_SCALE[1]:
         raise OptionError("the stroke scale must be between 0.25 and 4")

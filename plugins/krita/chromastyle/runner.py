@@ -69,10 +69,17 @@ class Runner(QObject):
         self.krita, self.doc, self.client = krita, doc, client
         self.options = opts.worker_options(settings)
         self.hint_node = doc.nodeByName(settings.get("hint_layer") or "") if settings.get("hint_layer") else None
-        nodes = [n for n in nodes if n.type() == "paintlayer" and n != self.hint_node]
+        self.style_node = None
+        if settings.get("style_layer"):
+            self.style_node = doc.nodeByName(settings["style_layer"])
+            if self.style_node is None:
+                raise RunError(f"there is no layer '{settings['style_layer']}' in this document to use as the "
+                               "style reference; choose one in the docker (Refresh re-reads the layers)")
+        self.style_strength = float(settings.get("style_layer_strength", 1.0))
+        nodes = [n for n in nodes if n.type() == "paintlayer" and n not in (self.hint_node, self.style_node)]
         if not nodes:
-            raise RunError("select the paint layer(s) to process in the Layers docker (not the hint layer) "
-                           "and run again")
+            raise RunError("select the paint layer(s) to process in the Layers docker (not the hint layer or the "
+                           "style reference) and run again")
         self.rect = work_rect(doc)
         self.selection = doc.selection()
         self.items = [(n, t) for n in nodes for t in keyframe_times(doc, n, settings.get("frames", "keyframes"))]
@@ -101,7 +108,8 @@ class Runner(QObject):
     def _target(self, source):
         """A new paint layer above the source (never overwrite: Krita's Python cannot group undo)."""
         if source.uniqueId() not in self.targets:
-            target = self.doc.createNode(f"{source.name()} ({self.options['styles']})", "paintlayer")
+            picture = " + style reference" if self.style_node is not None else ""
+            target = self.doc.createNode(f"{source.name()} ({self.options['styles']}{picture})", "paintlayer")
             source.parentNode().addChildNode(target, source)
             self.targets[source.uniqueId()] = target
             if source.colorModel() != "RGBA":   # e.g. a grayscale document: the result has colour
@@ -120,9 +128,27 @@ class Runner(QObject):
                            "Image ▸ Convert Image Color Space and run again")
         self.doc.waitForDone()
 
+    def _send_style_reference(self):
+        """The style reference layer goes to the worker once per run; every layer and frame of the run
+        names the same picture. The whole layer is the picture, also what lies outside the canvas
+        (a painting pasted into a smaller document)."""
+        node = self.style_node
+        b = node.bounds()
+        x, y, w, h = b.x(), b.y(), b.width(), b.height()
+        if w <= 0 or h <= 0:
+            raise RunError(f"the style reference layer '{node.name()}' is empty; paint or paste a picture into it")
+        raw, channels, dtype = pixels.to_worker(node.pixelData(x, y, w, h), node.colorModel(), node.colorDepth())
+        ref = self.client.style_image(raw, w, h, channels, dtype, pixels.colorspace(node.colorProfile()))
+        self.options["style_images"] = [{"id": ref, "strength": self.style_strength}]
+
     def _next(self):
         if self.done:
             return
+        if self.style_node is not None and "style_images" not in self.options:
+            try:
+                self._send_style_reference()
+            except Exception as e:
+                return self.fail(e)
         if not self.items:
             try:
                 self._color_document()

@@ -54,6 +54,46 @@ def options_from_config(config):
     return options, output, config.get_property("hint-layer")
 
 
+def style_pictures_from_config(config):
+    """Procedure arguments -> (style picture layer or None, style picture file or None, strength)."""
+    strength = float(config.get_property("style-picture-strength"))
+    if not 0.0 <= strength <= 1.0:
+        raise UserFacingError("the style picture's strength must be between 0 and 1")
+    return config.get_property("style-picture"), config.get_property("style-picture-file"), strength
+
+
+def drawable_rgba8(drawable):
+    """A whole drawable as RGBA8 bytes (the worker keeps style pictures 8-bit anyway)."""
+    w, h = drawable.get_width(), drawable.get_height()
+    r = Gegl.Rectangle.new(0, 0, w, h)
+    return bytes(drawable.get_buffer().get(r, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.CLAMP)), w, h
+
+
+def file_rgba8(file):
+    """An image file, as GIMP opens it (any format it reads), flattened to RGBA8 bytes; the image is
+    closed again."""
+    name = file.get_parse_name()
+    if not file.query_exists(None):
+        raise UserFacingError(f"the style picture file '{name}' does not exist; choose another file")
+    try:
+        picture = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, file)
+        why = None if picture else Gimp.get_pdb().get_last_error()
+    except GLib.Error as e:   # a failed PDB call may raise instead of returning None
+        picture, why = None, e.message
+    if picture is None:
+        raise UserFacingError(f"GIMP could not open the style picture '{name}' ({why}); choose an image file")
+    try:
+        return drawable_rgba8(picture.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE))
+    finally:
+        picture.delete()
+
+
+def send_style_pictures(c, layer, file, strength):
+    """Send the style picture(s) to the worker once; -> the options' style_images entries."""
+    pictures = ([drawable_rgba8(layer)] if layer is not None else []) + ([file_rgba8(file)] if file is not None else [])
+    return [{"id": c.style_image(pixels, w, h, 4), "strength": strength} for pixels, w, h in pictures]
+
+
 def pixel_format(precision_is_8bit):
     """GEGL format and the worker dtype for reading/writing a drawable."""
     return ("R'G'B'A u8", "uint8") if precision_is_8bit else ("R'G'B'A float", "float32")
@@ -119,6 +159,13 @@ class ChromaStyle(Gimp.PlugIn):
         proc.add_boolean_argument("tileable", "T_ileable", "Keep a seamless texture seamless", False, rw)
         proc.add_int_argument("seed", "S_eed", "Variation seed; -1 for the canonical result", -1, 2 ** 31 - 1, -1, rw)
         proc.add_string_argument("output", "_Output", "new-layer | replace", "new-layer", rw)
+        proc.add_drawable_argument("style-picture", "Style _picture", "A layer of any open image to use as a style",
+                                   True, rw)
+        proc.add_file_argument("style-picture-file", "Style picture _file", "An image file to use as a style",
+                               Gimp.FileChooserAction.OPEN, True, None, rw)
+        proc.add_double_argument("style-picture-strength", "Style picture st_rength",
+                                 "How strongly the style picture applies (it mixes with the style above)",
+                                 0.0, 1.0, 1.0, rw)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, run_data):
@@ -126,9 +173,13 @@ class ChromaStyle(Gimp.PlugIn):
             if run_mode == Gimp.RunMode.INTERACTIVE and not self.dialog(procedure, config):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             options, output, hint_layer = options_from_config(config)
-            layers = [d for d in drawables if isinstance(d, Gimp.Layer) and d != hint_layer]
+            style_layer, style_file, style_strength = style_pictures_from_config(config)
+            layers = [d for d in drawables if isinstance(d, Gimp.Layer) and d not in (hint_layer, style_layer)]
             if not layers:
-                raise UserFacingError("select at least one layer (other than the hint layer) to process")
+                raise UserFacingError("select at least one layer (other than the hint layer and the style picture) "
+                                      "to process")
+            if style_layer is not None or style_file is not None:
+                options["style_images"] = send_style_pictures(worker(), style_layer, style_file, style_strength)
             process(image, layers, options, output, hint_layer)
         except Exception as e:  # a message a person can read; a bug's traceback goes to GIMP's terminal output
             if not isinstance(e, (UserFacingError, client_lib.WorkerError)):
@@ -157,7 +208,8 @@ class ChromaStyle(Gimp.PlugIn):
             box.pack_start(combo, True, True, 0)
             box.show_all()
             dlg.get_content_area().pack_start(box, False, False, 6)
-            dlg.fill(["strength", "stroke-scale", "hint-layer", "keep", "tileable", "seed", "output"])
+            dlg.fill(["strength", "stroke-scale", "hint-layer", "keep", "tileable", "seed", "output",
+                      "style-picture", "style-picture-file", "style-picture-strength"])
         except client_lib.WorkerError as e:
             Gimp.message(f"Colorize & Stylize: {explain(e, 'gimp', _worker)}")
             dlg.fill(None)
@@ -197,7 +249,8 @@ def process(image, layers, options, output, hint_layer):
             target = source
             if output == "new-layer":
                 target = source.copy()
-                target.set_name(f"{source.get_name()} ({options['styles']})")
+                picture = " + style picture" if options.get("style_images") else ""
+                target.set_name(f"{source.get_name()} ({options['styles']}{picture})")
                 image.insert_layer(target, source.get_parent(), image.get_item_position(source))
             write_layer(target, rect, fmt, out)
     finally:

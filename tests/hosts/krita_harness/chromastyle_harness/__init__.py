@@ -57,13 +57,16 @@ def settle(doc):
         time.sleep(0.02)
 
 
-def add_hint_layer(doc, png):
-    hint = doc.createNode("hints", "paintlayer")
-    doc.rootNode().addChildNode(hint, None)
-    if hint.colorModel() != "RGBA":
-        hint.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
-    hint.setPixelData(bgra_of(png), 0, 0, PARAMS["width"], PARAMS["height"])
-    return hint
+def add_layer(doc, name, png=None):
+    """An RGB paint layer holding ``png`` at its own size from the top left, or an empty one."""
+    layer = doc.createNode(name, "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    if layer.colorModel() != "RGBA":
+        layer.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+    if png:
+        size = QImage(png).size()
+        layer.setPixelData(bgra_of(png), 0, 0, size.width(), size.height())
+    return layer
 
 
 def message_box():
@@ -181,7 +184,9 @@ class Harness(Extension):
             base.parentNode().addChildNode(second, base)
             nodes.append(second)
         if sc.get("hints"):
-            add_hint_layer(doc, sc["hints"])
+            add_layer(doc, "hints", sc["hints"])
+        if "style_layer" in sc:   # a layer to use as the style reference ("png": null: an empty one)
+            add_layer(doc, sc["style_layer"]["name"], sc["style_layer"]["png"])
         if sc.get("select"):
             from krita import Selection
             sel = Selection()
@@ -206,6 +211,7 @@ class Harness(Extension):
                     out["results"].append(d)
                 out["source_after"] = dump(base, f"{sc['name']}_source_after", frame)
                 out["time_after"] = doc.currentTime()
+                out["style_images"] = runner.options.get("style_images") if runner else None
                 if sc.get("animated") and runner and runner.results:
                     target = runner.results[0][1]
                     out["result_keyframes"] = [t for t in range(0, max(sc["times"]) + 3) if target.hasKeyframeAtTime(t)]
@@ -222,6 +228,10 @@ class Harness(Extension):
 
         if sc.get("kind") == "action":
             return self.stop_worker(out, lambda: self.trigger_action(sc, out, done))
+        # the style pictures the run sends to the worker (each picture once per run)
+        c = self.ext.client()
+        sent = out["style_pictures_sent"] = []
+        c.style_image = lambda *a, **kw: sent.append(type(c).style_image(c, *a, **kw)) or sent[-1]
         runner = self.ext.run(doc, nodes, sc["settings"], on_done=lambda ok, m, r: done(ok, m, r),
                               show_progress=False)
         if sc.get("cancel_after") and runner is not None:
