@@ -72,8 +72,11 @@ def test_other_contracts_missing_graphs_and_corrupt_files_are_refused(tiny_model
         engine.Model(folder / "bad.onnx")
     with pytest.raises(ModelError, match="does not exist"):
         engine.Model(folder / "none.onnx")
+    (folder / "describe.onnx").unlink()
+    with pytest.raises(ModelError, match="graph describe.onnx that is missing"):
+        engine.Model(folder / "color.onnx")
     (folder / "style.onnx").unlink()
-    with pytest.raises(ModelError, match="style graph style.onnx that is missing"):
+    with pytest.raises(ModelError, match="graph style.onnx that is missing"):
         engine.Model(folder / "color.onnx")
 
 

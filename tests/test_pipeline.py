@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from chromastyle import pipeline
-from chromastyle.color import rgb_to_lab
+from chromastyle.color import lab_to_rgb, rgb_to_lab
 from chromastyle.errors import UserError
 from chromastyle.imaging import Cancelled, Picture
 from conftest import ROOT, SHIPPED_MODEL, photo
@@ -63,7 +63,11 @@ def test_keep_luminance_and_keep_colors(tiny_model):
     plain = pipeline.run(rgb, model=str(tiny_model), styles="alpha")
     in_gamut = (np.abs(col - rgb) < 0.99).all(-1)
     assert np.abs(rgb_to_lab(col)[..., 0] - rgb_to_lab(plain)[..., 0])[in_gamut].mean() < 1.0
-    assert np.abs(rgb_to_lab(col)[..., 1:] - rgb_to_lab(rgb)[..., 1:]).mean() < 2.0
+    # the input's a*b* wherever they exist at the new lightness (elsewhere gamut mapping lowers chroma)
+    target = lab_to_rgb(np.concatenate([rgb_to_lab(plain)[..., :1], rgb_to_lab(rgb)[..., 1:]], -1))
+    fits = ((target > -1e-3) & (target < 1 + 1e-3)).all(-1)
+    assert fits.mean() > 0.2
+    assert np.abs(rgb_to_lab(col)[..., 1:] - rgb_to_lab(rgb)[..., 1:])[fits].mean() < 2.0
 
 
 def test_hints_must_match_and_progress_is_monotonic(tiny_model):

@@ -129,7 +129,7 @@ def build_parser():
     t.add_argument("--slim", type=Path, metavar="CHECKPOINT",
                    help="only write a weights-only float16 copy of CHECKPOINT to --out and exit")
 
-    e = sub.add_parser("export", help="checkpoints -> a model folder (color.onnx + style.onnx)")
+    e = sub.add_parser("export", help="checkpoints -> a model folder (color.onnx, style.onnx, describe.onnx)")
     e.add_argument("color", type=Path, help="colour decoder checkpoint")
     e.add_argument("style", type=Path, help="style network checkpoint")
     e.add_argument("-o", "--output", required=True, type=Path, help="model folder")

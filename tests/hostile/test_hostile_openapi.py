@@ -28,9 +28,10 @@ def api(tmp_path_factory):
 
 # Whether a request is acceptable depends on more than its schema here, so "a schema-valid request
 # must be accepted" cannot hold: a job body's bytes must follow its header (the framing is in the
-# operation's description, not expressible as a schema), and a model name must be one the worker
-# serves (GET /v1/models, at run time). Every other check runs on these operations too.
-RUN_TIME_VALIDITY = {"POST /v1/jobs", "GET /v1/styles"}
+# operation's description, not expressible as a schema; so must a style picture's), and a model
+# name must be one the worker serves (GET /v1/models, at run time). Every other check runs on these
+# operations too.
+RUN_TIME_VALIDITY = {"POST /v1/jobs", "POST /v1/style-images", "GET /v1/styles"}
 CALLS = {}   # operation -> generated requests that were checked
 
 
@@ -44,6 +45,6 @@ def test_worker_answers_as_documented(case, api):
 
 def test_no_traceback_after_the_generated_requests(api):
     print(f"generated requests: {sum(CALLS.values())} ({', '.join(f'{k}: {v}' for k, v in sorted(CALLS.items()))})")
-    assert len(CALLS) == 9 and min(CALLS.values()) >= 5   # every operation was exercised
+    assert len(CALLS) == 10 and min(CALLS.values()) >= 5   # every operation was exercised
     assert healthy(api["state"])
     assert tracebacks(api["log"]) == 0, api["log"].read_text()[-3000:]
