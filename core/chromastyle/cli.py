@@ -54,7 +54,7 @@ def options_from_args(args):
 
 def parse_style_image(spec):
     """"PATH[:STRENGTH]" -> [the picture, read once for every image of the run, strength]."""
-    from .pipeline import style_picture
+    from .pipeline import check_strength, style_picture
 
     path, _, strength = spec.rpartition(":")
     try:
@@ -63,9 +63,8 @@ def parse_style_image(spec):
         value = None
     if value is None:   # no strength given, or a colon that belongs to the path
         path, value = spec, 1.0
-    if not 0 <= value <= 1:
-        raise UsageError(f"strength of --style-image {path} is {value}; it must be between 0 and 1")
     try:
+        check_strength("the picture", value)
         return [style_picture(path), value]
     except UserError as e:
         raise UsageError(f"--style-image {path}: {e}") from None

@@ -131,15 +131,18 @@ class Model:
             feed.update(example=ex.astype(np.float32),
                         example_weight=np.full((n, 1), example_weight, np.float32))
         elif example is not None:
-            raise UserError(f"the model {self.info.path} cannot take a picture as a style; use a model "
-                            "with a describe graph (the default model has one)")
+            self.require_style_images()
         return self._style.run(["rgb"], feed)[0]
 
-    def describe(self, rgb):
-        """An example picture, sRGB [1,3,h,w] -> its style descriptor [D]."""
+    def require_style_images(self):
+        """A clear refusal for a model that cannot take a picture as a style."""
         if not self.info.style_images:
             raise UserError(f"the model {self.info.path} cannot take a picture as a style; use a model "
                             "with a describe graph (the default model has one)")
+
+    def describe(self, rgb):
+        """An example picture, sRGB [1,3,h,w] -> its style descriptor [D]."""
+        self.require_style_images()
         if self._describe is None:
             self._describe = _session(self.describe_path, self.providers, self.threads)
         return self._describe.run(["descriptor"], {"image": rgb})[0][0]

@@ -445,8 +445,8 @@ class Worker:
         try:  # unknown styles, or a model that cannot load, are the request's fault: say so now, not later
             model = pipeline.get_model(opts.model, self.device if opts.device == "auto" else opts.device)
             pipeline.style_vector(opts.styles, model.info.styles)
-            if opts.style_images and not model.info.style_images:
-                raise UserError("this model cannot take a picture as a style; use one with a describe graph")
+            if opts.style_images:
+                model.require_style_images()
         except UserError as e:
             raise HttpError(400, str(e)) from None
         if opts.device == "auto":
