@@ -15,6 +15,19 @@ from chromastyle.train.loop import (ALL_STYLES, ColorTrainer, StyleTrainer, load
 from PIL import Image  # noqa: E402
 
 
+def test_tone_loss_allows_a_global_shift_and_penalises_a_blotch():
+    """A painting may darken or lighten the whole picture; a block blown out to white may not."""
+    from chromastyle.train.losses import tone_loss
+
+    photo = torch.full((1, 3, 64, 64), 0.4)
+    assert float(tone_loss(photo * 0.5, photo)) == 0.0
+    blotch = photo.clone()
+    blotch[..., 16:32, 16:32] = 1.0
+    loss = tone_loss(blotch.requires_grad_(True), photo)
+    loss.backward()
+    assert float(loss) > 0.01 and float(blotch.grad[..., 16:32, 16:32].abs().sum()) > 0
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A small data folder of the shared layout: train/ photos and styles/<slug>.jpg."""

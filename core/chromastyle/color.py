@@ -4,6 +4,7 @@ Channels are last (..., 3). Only operators, ``where`` and ``einsum`` are used, s
 same code runs on numpy in the pipeline and on torch inside the network and its
 ONNX export.
 """
+import functools
 import sys
 
 import numpy as np
@@ -57,13 +58,14 @@ def rgb_to_lab(rgb):
 def lab_to_linear(lab):
     """L*a*b* -> linear RGB, not clipped."""
     xp = _xp(lab)
+
+    def inverse_f(f):
+        return xp.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)   # f·f·f: pow(…, 3) is slower
+
     fy = (lab[..., 0] + 16) / 116
-    fx = fy + lab[..., 1] / 500
-    fz = fy - lab[..., 2] / 200
-    f = xp.stack([fx, fy, fz], -1)
-    xyz = xp.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)   # f·f·f: pow(…, 3) is slower
-    xyz = xyz * _const(xyz, _WHITE)
-    return _matmul(xyz, _XYZ_TO_RGB)
+    xyz = (inverse_f(fy + lab[..., 1] / 500) * _WHITE[0], inverse_f(fy), inverse_f(fy - lab[..., 2] / 200) * _WHITE[2])
+    # channel by channel rather than a stacked matrix product: a large picture is memory-bound
+    return xp.stack([sum(m * c for m, c in zip(row, xyz)) for row in _XYZ_TO_RGB], -1)
 
 
 def lab_to_rgb(lab):
@@ -74,15 +76,21 @@ def lab_to_rgb(lab):
 def lightness(rgb):
     """L* alone (0..100) of a numpy sRGB image (H×W×3, or H×W gray), from luminance Y only.
 
-    Linearisation goes through a 16-bit lookup table: a large image is mostly pow() calls
-    otherwise, and L* from 16-bit quantised sRGB differs by less than 0.01."""
+    Through 16-bit lookup tables: a large image is mostly pow() calls otherwise, and L* from 16-bit
+    quantised sRGB differs by less than 0.01."""
     idx = np.rint(np.clip(rgb, 0, 1) * 65535).astype(np.uint16)
-    lin = _LINEAR_LUT[idx]
-    y = lin if lin.ndim == 2 else lin @ np.asarray(_RGB_TO_XYZ[1], np.float32)
+    if idx.ndim == 2:
+        return _LIGHTNESS_LUT[idx]
+    y = _LINEAR_LUT[idx] @ np.asarray(_RGB_TO_XYZ[1], np.float32)
+    return _lightness_of_y(y)
+
+
+def _lightness_of_y(y):
     return np.where(y > 0.008856, 116 * np.cbrt(y) - 16, 903.3 * y).astype(np.float32)
 
 
 _LINEAR_LUT = srgb_to_linear(np.linspace(0, 1, 65536, dtype=np.float64)).astype(np.float32)
+_LIGHTNESS_LUT = _lightness_of_y(_LINEAR_LUT)
 
 
 def _in_gamut(linear):
@@ -92,22 +100,59 @@ def _in_gamut(linear):
     return ((linear >= -1e-4 / 12.92) & (linear <= 1 + 2.4e-4 / 1.055)).all(-1)
 
 
-def lab_to_rgb_in_gamut(lab, steps=8):
-    """L*a*b* (numpy, ...×3) -> sRGB in [0, 1]; a colour outside sRGB keeps its L* and hue and loses
-    just enough chroma to fit (a bisection on the chroma of those pixels), instead of being clipped
-    per channel, which would change its lightness."""
+def lab_to_rgb_in_gamut(lab):
+    """L*a*b* (numpy, ...×3) -> sRGB in [0, 1] (float32); a colour outside sRGB keeps its L* and hue
+    and loses just enough chroma to fit (down to the gamut's edge at its lightness and hue, read
+    from ``_chroma_limits``), instead of being clipped per channel, which would change its
+    lightness. Done a quarter-million pixels at a time: a large picture stays in the CPU's caches
+    instead of making a dozen full-size temporaries."""
     lab = np.asarray(lab)
+    flat = lab.reshape(-1, 3)
+    out = np.empty(flat.shape, np.float32)
+    for i in range(0, len(flat), 1 << 18):
+        out[i:i + (1 << 18)] = _to_srgb_in_gamut(flat[i:i + (1 << 18)])
+    return out.reshape(lab.shape)
+
+
+def _to_srgb_in_gamut(lab):
     linear = lab_to_linear(lab)
     outside = ~_in_gamut(linear)
     if outside.any():
         sub = lab[outside]
-        low, high = np.zeros(len(sub), sub.dtype), np.ones(len(sub), sub.dtype)
-        for _ in range(steps):
-            mid = (low + high) / 2
-            fits = _in_gamut(lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * mid[:, None]], -1)))
-            low, high = np.where(fits, mid, low), np.where(fits, high, mid)
-        linear[outside] = lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * low[:, None]], -1))
+        chroma = np.hypot(sub[:, 1], sub[:, 2])
+        limit = _chroma_limit(sub[:, 0], np.arctan2(sub[:, 2], sub[:, 1]))
+        scale = np.minimum(1, limit / np.maximum(chroma, 1e-6)).astype(sub.dtype)
+        linear[outside] = lab_to_linear(np.concatenate([sub[:, :1], sub[:, 1:] * scale[:, None]], -1))
     return _SRGB_LUT[np.rint(np.clip(linear, 0, 1) * (len(_SRGB_LUT) - 1)).astype(np.int32)]
+
+
+_LIMIT_L, _LIMIT_HUE = 201, 361   # grid of the chroma limits: L* every 0.5, hue every degree
+
+
+@functools.cache
+def _chroma_limits():
+    """The largest chroma inside sRGB for each lightness and hue of a grid (bisection, once per
+    process): gamut mapping a large picture is then a table lookup, not a bisection per pixel."""
+    L, hue = np.meshgrid(np.linspace(0, 100, _LIMIT_L), np.linspace(-np.pi, np.pi, _LIMIT_HUE), indexing="ij")
+    low, high = np.zeros_like(L), np.full_like(L, 200.0)
+    for _ in range(20):
+        mid = (low + high) / 2
+        fits = _in_gamut(lab_to_linear(np.stack([L, mid * np.cos(hue), mid * np.sin(hue)], -1)))
+        low, high = np.where(fits, mid, low), np.where(fits, high, mid)
+    return low
+
+
+def _chroma_limit(L, hue):
+    """The chroma limit at each (L*, hue in radians), bilinear between the grid's points."""
+    table = _chroma_limits()
+    y = np.clip(L, 0, 100) * ((_LIMIT_L - 1) / 100)
+    x = (np.clip(hue, -np.pi, np.pi) + np.pi) * ((_LIMIT_HUE - 1) / (2 * np.pi))
+    y0 = np.minimum(y.astype(np.int32), _LIMIT_L - 2)
+    x0 = np.minimum(x.astype(np.int32), _LIMIT_HUE - 2)
+    fy, fx = y - y0, x - x0
+    top = table[y0, x0] * (1 - fx) + table[y0, x0 + 1] * fx
+    bottom = table[y0 + 1, x0] * (1 - fx) + table[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 # linear -> sRGB by a 2^20-entry table: about 3× faster than the pow on a large picture, within

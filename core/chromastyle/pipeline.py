@@ -335,7 +335,8 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     stylized = style[0, 0] < 1
     out = rgb
     if picture and picture.gray or is_gray(rgb) or hints is not None or not stylized:
-        L = lightness(rgb) / 100
+        # a gray file's three channels are equal: one is enough (a large picture is memory-bound)
+        L = lightness(rgb[..., 0] if picture and picture.gray else rgb) / 100
         ab = colorize(model, L, hints, z, step)
         out = lab_to_rgb_in_gamut(np.concatenate([L[..., None] * 100, ab * 110], -1)).astype(np.float32)
     step(0.7)

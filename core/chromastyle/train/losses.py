@@ -72,6 +72,17 @@ def content_loss(f, target):
     return F.mse_loss(f, target) / (target ** 2).mean().clamp_min(1e-8)
 
 
+def tone_loss(out, photo, margin=0.25, cell=8):
+    """Keeps the photo's tonal layout: lightness averaged over cell×cell blocks may move with the
+    whole picture (a dark painting darkens it) but a block moving more than ``margin`` beyond that
+    shift is penalised. Without it the network paints large blown-out or inverted blotches, which
+    the Gram and relu4_2 losses barely see."""
+    def block_lightness(rgb):
+        return F.avg_pool2d(rgb_to_lab(rgb.permute(0, 2, 3, 1))[..., 0][:, None] / 100, cell)
+    shift = block_lightness(out) - block_lightness(photo)
+    return F.relu((shift - shift.mean((2, 3), keepdim=True)).abs() - margin).mean()
+
+
 def hinge_d(real_outs, fake_outs):
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_outs, fake_outs))
 
