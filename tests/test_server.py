@@ -350,3 +350,16 @@ def test_a_restarted_worker_is_sent_the_style_picture_again(tmp_path):
     finally:
         second.terminate()
         second.wait(10)
+    # submit, which Krita and Blender call directly, sends it again too
+    third, _ = start_worker(state_file)
+    try:
+        client._reconnect()
+        job = client.submit(arr.tobytes(), 90, 60, options={"style_images": [{"id": ref}]})
+        for _ in range(60):
+            state = client.status(job, wait=1)["state"]
+            if state not in ("queued", "running"):
+                break
+        assert state == "done"
+    finally:
+        third.terminate()
+        third.wait(10)

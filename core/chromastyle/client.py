@@ -319,7 +319,7 @@ class Client:
         """Send a picture to use as a style (same pixel formats as a job). The worker keeps it by its
         content; returns the id to put in options["style_images"] ([{"id": id, "strength": s}]).
         The client keeps the last few pictures it sent, so a job that names one the worker has
-        forgotten (a restarted worker) is sent again by ``run`` without the caller's help."""
+        forgotten (a restarted worker) is sent again by ``submit`` without the caller's help."""
         header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
                   "dtype": dtype, "colorspace": colorspace}
         body = encode_job(header, pixels)
@@ -345,7 +345,14 @@ class Client:
         header = {"protocol": PROTOCOL, "width": width, "height": height, "channels": channels,
                   "dtype": dtype, "options": options or {}, "hints": "rgba8" if hints else None,
                   "colorspace": colorspace, "sequence": sequence}
-        return self._json("POST", "/v1/jobs", encode_job(header, pixels, hints))["id"]
+        body = encode_job(header, pixels, hints)
+        try:
+            return self._json("POST", "/v1/jobs", body)["id"]
+        except WorkerError as e:
+            # a restarted worker has forgotten the style pictures: send them again, then the job
+            if "unknown style picture" not in str(e) or not self._send_pictures_again(options):
+                raise
+            return self._json("POST", "/v1/jobs", body)["id"]
 
     def status(self, job_id, wait=0.0):
         """The job's state; with ``wait`` the worker answers when it changes (long poll)."""
@@ -369,14 +376,8 @@ class Client:
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
         def submit():
-            try:
-                self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
-                                               colorspace, sequence)
-            except WorkerError as e:
-                if "unknown style picture" not in str(e) or not self._send_pictures_again(options):
-                    raise
-                self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
-                                               colorspace, sequence)
+            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
+                                           colorspace, sequence)
             return self.current_job
 
         job = submit()
