@@ -100,6 +100,9 @@ def _in_gamut(linear):
     return ((linear >= -1e-4 / 12.92) & (linear <= 1 + 2.4e-4 / 1.055)).all(-1)
 
 
+_GAMUT_CHUNK = 1 << 18   # pixels mapped at a time
+
+
 def lab_to_rgb_in_gamut(lab):
     """L*a*b* (numpy, ...×3) -> sRGB in [0, 1] (float32); a colour outside sRGB keeps its L* and hue
     and loses just enough chroma to fit (down to the gamut's edge at its lightness and hue, read
@@ -109,8 +112,8 @@ def lab_to_rgb_in_gamut(lab):
     lab = np.asarray(lab)
     flat = lab.reshape(-1, 3)
     out = np.empty(flat.shape, np.float32)
-    for i in range(0, len(flat), 1 << 18):
-        out[i:i + (1 << 18)] = _to_srgb_in_gamut(flat[i:i + (1 << 18)])
+    for i in range(0, len(flat), _GAMUT_CHUNK):
+        out[i:i + _GAMUT_CHUNK] = _to_srgb_in_gamut(flat[i:i + _GAMUT_CHUNK])
     return out.reshape(lab.shape)
 
 

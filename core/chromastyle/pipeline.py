@@ -334,9 +334,10 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     step(0.0)
     stylized = style[0, 0] < 1
     out = rgb
-    if picture and picture.gray or is_gray(rgb) or hints is not None or not stylized:
+    gray_file = picture is not None and picture.gray
+    if gray_file or is_gray(rgb) or hints is not None or not stylized:
         # a gray file's three channels are equal: one is enough (a large picture is memory-bound)
-        L = lightness(rgb[..., 0] if picture and picture.gray else rgb) / 100
+        L = lightness(rgb[..., 0] if gray_file else rgb) / 100
         ab = colorize(model, L, hints, z, step)
         out = lab_to_rgb_in_gamut(np.concatenate([L[..., None] * 100, ab * 110], -1)).astype(np.float32)
     step(0.7)
