@@ -168,6 +168,13 @@ def test_train_resume_and_cli_export_make_a_model_that_runs(data_dir, tmp_path):
     assert train(None, resume=style, steps=4) == style        # resumes with its own config
     assert load_checkpoint(style)["step"] == 4
     assert cli.main(["train", "--data", str(data_dir)]) == 2  # neither a part nor --resume
+    # a resume may change the recipe's numbers (as 2.3.0's last steps did); unknown names are refused
+    assert cli.main(["train", "--resume", str(style), "--steps", "5", "--set", "style_weight=5",
+                     "--set", "content_weight=0.6"]) == 0
+    assert {k: load_checkpoint(style)["config"][k] for k in ("steps", "style_weight", "content_weight")} == \
+        {"steps": 5, "style_weight": 5.0, "content_weight": 0.6}
+    for bad in ("style_weigth=5", "style_weight=lots", "steps=2.5", "out=/elsewhere"):
+        assert cli.main(["train", "--resume", str(style), "--set", bad]) == 2
     # a weights-only float16 copy carries the run to another machine: --init continues from it
     assert cli.main(["train", "--slim", str(color), "--out", str(tmp_path / "slim.pt")]) == 0
     slim = load_checkpoint(tmp_path / "slim.pt")

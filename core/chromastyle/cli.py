@@ -123,6 +123,8 @@ def build_parser():
     t.add_argument("--random-encoder", action="store_true",
                    help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
     t.add_argument("--init", type=Path, help="start from this checkpoint's weights (no optimizer state)")
+    t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a config value, e.g. style_weight=5 (loss weights, lr, batch…; repeatable)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
                    help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
     t.add_argument("--slim", type=Path, metavar="CHECKPOINT",
@@ -358,6 +360,24 @@ def cmd_info(args):
     print(f"default model {name} {entry.version}: {models.local_path(entry, entry.main_file) or 'not downloaded'}")
 
 
+def config_values(pairs):
+    """--set NAME=VALUE pairs -> overrides of the trainers' numeric settings; other names are refused."""
+    from dataclasses import fields
+
+    from .train.loop import TRAINERS
+    numeric = {f.name: f.type for cls, _ in TRAINERS.values() for f in fields(cls) if f.type in (int, float)}
+    values = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in numeric:
+            raise UsageError(f"--set {pair!r}: expected NAME=VALUE, NAME one of {', '.join(sorted(numeric))}")
+        try:
+            values[name] = numeric[name](text)
+        except ValueError:
+            raise UsageError(f"--set {pair!r}: {name} takes {'an integer' if numeric[name] is int else 'a number'}") from None
+    return values
+
+
 def cmd_train(args):
     try:
         from .train.loop import train
@@ -381,6 +401,7 @@ def cmd_train(args):
         overrides["pretrained"] = False
     if args.init:
         overrides["init"] = str(args.init)
+    overrides.update(config_values(args.set))
     print(f"checkpoint: {train(args.part, resume=args.resume, **overrides)}")
 
 
