@@ -175,6 +175,8 @@ def test_train_resume_and_cli_export_make_a_model_that_runs(data_dir, tmp_path):
         {"steps": 5, "style_weight": 5.0, "content_weight": 0.6}
     for bad in ("style_weigth=5", "style_weight=lots", "steps=2.5", "out=/elsewhere"):
         assert cli.main(["train", "--resume", str(style), "--set", bad]) == 2
+    assert cli.main(["train", "--resume", str(style), "--set", "reg_weight=2"]) == 1  # a colour setting
+    assert load_checkpoint(style)["step"] == 5
     # a weights-only float16 copy carries the run to another machine: --init continues from it
     assert cli.main(["train", "--slim", str(color), "--out", str(tmp_path / "slim.pt")]) == 0
     slim = load_checkpoint(tmp_path / "slim.pt")

@@ -124,7 +124,7 @@ def build_parser():
                    help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
     t.add_argument("--init", type=Path, help="start from this checkpoint's weights (no optimizer state)")
     t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a config value, e.g. style_weight=5 (loss weights, lr, batch…; repeatable)")
+                   help="a numeric setting, e.g. style_weight=5 (loss weights, lr, batch…; repeatable)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
                    help="only write a compact copy of --data (short side 192, JPEG 90) to DIR and exit")
     t.add_argument("--slim", type=Path, metavar="CHECKPOINT",
@@ -362,10 +362,9 @@ def cmd_info(args):
 
 def config_values(pairs):
     """--set NAME=VALUE pairs -> overrides of the trainers' numeric settings; other names are refused."""
-    from dataclasses import fields
-
     from .train.loop import TRAINERS
-    numeric = {f.name: f.type for cls, _ in TRAINERS.values() for f in fields(cls) if f.type in (int, float)}
+    numeric = {f.name: f.type for cls, _ in TRAINERS.values() for f in dataclasses.fields(cls)
+               if f.type in (int, float)}
     values = {}
     for pair in pairs:
         name, _, text = pair.partition("=")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from ..color import lab_to_rgb, rgb_to_lab
+from ..errors import UserError
 from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
                      hinge_g, luminance_image, style_loss, tone_loss)
 from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
@@ -560,13 +561,13 @@ def make_config(kind, **overrides):
 def train(kind, resume=None, **overrides):
     """Train the colour decoder or the style network, or resume a checkpoint with its own config
     (``steps`` etc. may be raised)."""
-    if resume:
-        ck = load_checkpoint(resume)
-        kind = ck["kind"]
-        cfg = make_config(kind, **{**ck["config"], **{k: v for k, v in overrides.items() if v is not None}})
-    else:
-        cfg = make_config(kind, **overrides)
-    trainer = TRAINERS[kind][1](cfg)
-    if resume:
+    ck = load_checkpoint(resume) if resume else None
+    kind = ck["kind"] if ck else kind
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - {f.name for f in fields(TRAINERS[kind][0])})
+    if unknown:  # make_config drops them (an old checkpoint's settings); a caller's would be lost silently
+        raise UserError(f"the {kind} trainer has no setting {', '.join(unknown)}")
+    trainer = TRAINERS[kind][1](make_config(kind, **{**(ck["config"] if ck else {}), **given}))
+    if ck:
         trainer.load_state(ck)
     return trainer.run()
