@@ -41,6 +41,24 @@ def test_levin_propagates_hints_along_edges():
     assert np.allclose(levin_propagate(L, hints, np.zeros_like(mask)), 0)
 
 
+def test_levin_guide_stops_values_at_the_guides_edges():
+    """Equal lightness everywhere, so luminance alone spreads one hint over the whole picture; a
+    guide with two regions (the network's colours) keeps it on its own side."""
+    L = np.full((30, 30), 50.0)
+    mask = np.zeros((30, 30), bool)
+    mask[15, 3] = mask[15, 27] = True
+    hints = np.zeros((30, 30, 2))
+    hints[15, 3] = (40, 0)
+    hints[15, 27] = (-40, 0)
+    guide = np.zeros((30, 30, 2))
+    guide[:, 10:] = 0.3
+    plain = levin_propagate(L, hints, mask)
+    guided = levin_propagate(L, hints, mask, guide=guide, guide_sigma=0.015)
+    assert plain[:, 5:9, 0].mean() < 25          # without the guide the two hints blend across it
+    assert np.allclose(guided[:, :9], (40, 0), atol=2)
+    assert np.allclose(guided[:, 11:], (-40, 0), atol=2)
+
+
 def test_levin_beats_gray_on_a_photo():
     img = photo(size=(96, 96)).astype(np.float64)
     lab = rgb_to_lab(img)

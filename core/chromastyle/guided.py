@@ -4,7 +4,7 @@ along the full-resolution luminance's edges (fast guided filter, He & Sun 2015).
 import numpy as np
 
 
-def levin_propagate(L, values, mask, prior=None, prior_weight=0.0):
+def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, guide_sigma=1.0):
     """Colorization using Optimization (Levin et al. 2004), for any per-pixel values.
 
     L: H×W lightness (0..100); values: H×W×C, read where ``mask`` (H×W bool) is set; elsewhere
@@ -15,6 +15,10 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0):
     With a ``prior`` (H×W×C) and ``prior_weight`` λ > 0 each free pixel is instead pulled toward the
     prior too: (1 + λ) u_r = Σ_s w_rs u_s + λ prior_r. Near the given pixels u follows them along
     the edges; farther than about 1/√λ pixels it returns to the prior.
+
+    With a ``guide`` (H×W×G) the weights also fall with the guide's difference between the two
+    pixels, w_rs ∝ exp(−(Y_r − Y_s)² / σ_r² − ‖g_r − g_s‖² / guide_sigma²): values stop at the
+    guide's edges too (e.g. the network's colour boundaries between objects of equal lightness).
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
@@ -41,7 +45,14 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0):
     d2 = (neigh - y[None]) ** 2
     closest = np.where(valid, d2, np.inf).min(0)
     sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
-    wts = np.exp(-d2 / sigma2[None]) * valid
+    exponent = d2 / sigma2[None]
+    if guide is not None:
+        g = np.pad(guide.astype(np.float64), ((1, 1), (1, 1), (0, 0)), mode="edge")
+        exponent = exponent + np.stack([((g[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - guide) ** 2).sum(-1)
+                                        for dy, dx in shifts]) / guide_sigma ** 2
+        # a pixel whose every neighbour differs strongly keeps its largest weight, not 0/0
+        exponent -= np.where(valid, exponent, np.inf).min(0)
+    wts = np.exp(-exponent) * valid
     wts /= wts.sum(0, keepdims=True)
     fixed = mask.ravel()
     diagonal = np.where(fixed, 1.0, 1.0 + prior_weight) if screened else np.ones(n)
