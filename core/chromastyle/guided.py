@@ -31,9 +31,13 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, g
     y = L.astype(np.float64) / 100
     n = h * w
     idx = np.arange(n).reshape(h, w)
-    pad = np.pad(y, 1, mode="edge")
     shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
-    neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
+
+    def neighbours(a):  # each pixel's 8 neighbours (edge-padded), stacked along a new first axis
+        pad = np.pad(a, ((1, 1), (1, 1)) + ((0, 0),) * (a.ndim - 2), mode="edge")
+        return np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts])
+
+    neigh = neighbours(y)
     # pixels outside the image (edge padding) get no weight
     valid = np.stack([((np.arange(h)[:, None] + dy >= 0) & (np.arange(h)[:, None] + dy < h) &
                        (np.arange(w)[None] + dx >= 0) & (np.arange(w)[None] + dx < w)) for dy, dx in shifts])
@@ -47,9 +51,8 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, g
     sigma2 = np.maximum(np.maximum(0.6 * var, closest / np.log(100)), 2e-6)
     exponent = d2 / sigma2[None]
     if guide is not None:
-        g = np.pad(guide.astype(np.float64), ((1, 1), (1, 1), (0, 0)), mode="edge")
-        exponent = exponent + np.stack([((g[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - guide) ** 2).sum(-1)
-                                        for dy, dx in shifts]) / guide_sigma ** 2
+        g = guide.astype(np.float64)
+        exponent = exponent + ((neighbours(g) - g) ** 2).sum(-1) / guide_sigma ** 2
         # a pixel whose every neighbour differs strongly keeps its largest weight, not 0/0
         exponent -= np.where(valid, exponent, np.inf).min(0)
     wts = np.exp(-exponent) * valid
