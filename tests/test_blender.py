@@ -185,3 +185,9 @@ def test_rendered_frames_name_one_style_picture(blender):
     assert sc["ghost_status"] == ["CANCELLED"] and "has no pixels" in sc["ghost_message"]
     assert not sc["ghost_folder"]
     assert sc["render_status"] == [["FINISHED"], None], sc["render_status"]   # a render result as the picture
+
+
+def test_a_run_survives_its_worker_being_killed(blender):
+    sc = scenario(blender, "worker_restart")
+    assert sc["state"] == "done", sc["error"]
+    assert sc["second_pid"] != sc["first_pid"] and sc["outputs"] == 2

@@ -229,7 +229,8 @@ def test_cancel_leaves_the_image_as_it_was(gimp):
     """GIMP ends a plug-in whose progress is cancelled with SIGTERM: mid-run, the image must stay
     exactly as it was (the run cancels its worker job and had not touched the image)."""
     root, work = gimp
-    big = (photo(size=(1800, 1350)).mean(-1) * 255).astype(np.uint8)
+    # large enough that the run is still going 1.5 s in on a quiet CPU (2.4 MP was done in time once)
+    big = (photo(size=(2400, 1800)).mean(-1) * 255).astype(np.uint8)
     Image.fromarray(big, "L").save(work / "big.png")
     state = work / "cancel-state" / "worker.json"
     worker = start_worker(state)

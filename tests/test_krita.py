@@ -89,6 +89,8 @@ def krita_result(request, tmp_path_factory):
         {"name": "picture_unknown", "image": gray, "settings": {**natural, "style_layer": "no_such_layer"}},
         {"name": "picture_empty", "image": gray, "style_layer": {"name": "empty", "png": None},
          "settings": {**natural, "style_layer": "empty"}},
+        {"name": "worker_killed", "image": gray, "second_layer": True, "kill_worker": True,
+         "settings": {**natural, "style": "starry_night"}},
         {"name": "docker", "kind": "docker"},   # last: it opens a second window
     ]
     if request.param not in NO_ACTIVE_LAYER:
@@ -235,6 +237,13 @@ def test_cancel_midway_changes_nothing(krita_result):
     sc = scenario(krita_result, "cancelled", ok=False)
     assert sc["cancelled_after"] == 1 and sc["message"] == "cancelled"
     unchanged(sc)
+
+
+def test_a_run_survives_its_worker_being_killed(krita_result):
+    """The worker killed (as in a crash) while the first of two layers is in it: the plug-in starts
+    a new worker, sends that layer again, and both layers get their result."""
+    sc = scenario(krita_result, "worker_killed")
+    assert sc["worker_pid_after"] != sc["killed_pid"] and len(sc["results"]) == 2
 
 
 def test_a_style_reference_layer(krita_result):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from chromastyle import pipeline
-from chromastyle.client import Cancelled, Client, WorkerError, encode_job
+from chromastyle.client import Cancelled, Client, Job, WorkerError, encode_job
 
 
 def start_worker(state_file, *extra):
@@ -216,6 +216,26 @@ def test_worker_restarted_while_a_client_waits(tmp_path):
     finally:
         second.terminate()
         second.wait(10)
+
+
+def test_a_polled_job_starts_a_new_worker_when_its_worker_dies(tmp_path):
+    """How Krita and Blender follow a job (a poll per timer tick): the worker killed mid-job is
+    replaced by one the client starts, and the job is submitted to it again."""
+    state_file = tmp_path / "p" / "worker.json"
+    client = Client(state_file, python=sys.executable)
+    client.connect()
+    arr = np.full((900, 1000, 3), 77, np.uint8)
+    job = Job(client, arr.tobytes(), 1000, 900, 3, "uint8", {"tile": 160, "overlap": 16})
+    first = client.state["pid"]
+    os.kill(first, signal.SIGKILL)
+    try:
+        states, deadline = [], time.monotonic() + 120
+        while (not states or states[-1] in ("queued", "running")) and time.monotonic() < deadline:
+            states.append(job.poll(wait=0.05)["state"])
+        assert states[-1] == "done" and client.state["pid"] != first
+        assert client.current_job == job.id and len(job.result()) == arr.size
+    finally:
+        client.stop()
 
 
 def test_abandoned_jobs_are_cancelled(tmp_path):

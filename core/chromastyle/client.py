@@ -375,29 +375,17 @@ class Client:
             progress=None, should_cancel=None, poll=0.25, restarts=2, colorspace="srgb", sequence=None):
         """Submit, follow progress, return the result bytes (same channels and dtype as sent,
         gray becoming RGB). If the worker goes away meanwhile, reconnect and submit again."""
-        def submit():
-            self.current_job = self.submit(pixels, width, height, channels, dtype, options, hints,
-                                           colorspace, sequence)
-            return self.current_job
-
-        job = submit()
+        job = Job(self, pixels, width, height, channels, dtype, options, hints, colorspace, sequence,
+                  restarts=restarts)
         while True:
             if should_cancel and should_cancel():
-                self.cancel(job)
+                job.cancel()
                 raise Cancelled("cancelled")
-            try:
-                st = self.status(job, wait=poll)
-            except WorkerError as e:
-                if restarts <= 0 or getattr(e, "status", 0) not in (0, 404):
-                    raise
-                restarts -= 1
-                self._reconnect()
-                job = submit()
-                continue
+            st = job.poll(wait=poll)
             if progress:
                 progress(st.get("progress", 0.0), st.get("stage", ""))
             if st["state"] == "done":
-                return self.result(job)[0]
+                return job.result()
             if st["state"] == "failed":
                 raise JobFailed(st.get("error") or "the job failed")
             if st["state"] == "cancelled":
@@ -405,3 +393,36 @@ class Client:
 
     def stop(self):
         self._request("POST", "/v1/shutdown")
+
+
+class Job:
+    """A submitted job, followed by ``poll`` from Client.run or from a host's event loop (Krita's
+    timer, Blender's modal operator). If the worker goes away meanwhile (killed, crashed, restarted
+    by another host), the next poll reconnects, starting a worker if need be, and submits the same
+    job again, at most ``restarts`` times; the caller only sees the job start over."""
+
+    def __init__(self, client, *submit_args, restarts=2):
+        self.client, self.submit_args, self.restarts = client, submit_args, restarts
+        self._submit()
+
+    def _submit(self):
+        self.id = self.client.current_job = self.client.submit(*self.submit_args)
+
+    def poll(self, wait=0.0):
+        """The job's state: {"state": queued|running|done|failed|cancelled, "progress", "stage", …}."""
+        try:
+            return self.client.status(self.id, wait=wait)
+        except WorkerError as e:
+            # no answer (0), a worker that does not know the job (404) or our token (401): a new worker
+            if self.restarts <= 0 or getattr(e, "status", 0) not in (0, 401, 404):
+                raise
+        self.restarts -= 1
+        self.client._reconnect()
+        self._submit()
+        return {"id": self.id, "state": "queued", "progress": 0.0, "stage": "worker restarted"}
+
+    def result(self):
+        return self.client.result(self.id)[0]
+
+    def cancel(self):
+        return self.client.cancel(self.id)

@@ -143,15 +143,16 @@ class Poller:
                 self.task = self.tasks.pop(0)
                 data, w, h, colorspace = self.task.read()
                 self.size = (w, h)
-                self.job = c.submit(data, w, h, 4, "float32", self.options, colorspace=colorspace,
-                                    sequence=self.task.sequence)
+                # a Job submits again if the worker is restarted meanwhile
+                self.job = client_lib.Job(c, data, w, h, 4, "float32", self.options, None, colorspace,
+                                          self.task.sequence)
                 return "running"
-            st = c.status(self.job)
+            st = self.job.poll()
             if st["state"] in ("queued", "running"):
                 return "running"
             if st["state"] != "done":
                 raise client_lib.WorkerError(st.get("error") or f"the job was {st['state']}")
-            out, _ = c.result(self.job)
+            out = self.job.result()
             self.outputs.append(self.task.finish(out, *self.size))
             self.job = None
             self.finished += 1
@@ -177,7 +178,7 @@ class Poller:
         """Esc: the worker drops the job, and nothing of this run is kept."""
         if self.job:
             try:
-                client().cancel(self.job)
+                self.job.cancel()
             except client_lib.WorkerError:
                 pass
         self.job = None

@@ -3,6 +3,7 @@ its operators headless, with no worker running at first, and writes result.json 
 the pytest side. argv: ZIP WORK STATE_FILE"""
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -270,6 +271,25 @@ def _():
     return {"status": sorted(status), "frames": sorted(os.listdir(os.path.join(WORK, "stylized_picture"))),
             "sent": sent, "named": named, "ghost_status": ghost_status, "ghost_message": ghost_message,
             "ghost_folder": os.path.exists(os.path.join(WORK, "stylized_ghost")), "render_status": render_status}
+
+
+@scenario("worker_restart")
+def _():
+    """The worker is killed while a run waits on it (a crash, or another host restarting it): the
+    next poll starts a new worker and submits the job again, and the run finishes."""
+    img = image_from("restart", 512, 512, [0.5] * (512 * 512 * 4))
+    tasks = [jobs.Task(f"restart {i}", lambda: jobs.read_image(img),
+                       lambda data, w, h, i=i: jobs.write_image(data, w, h, f"restart {i}", jobs.kind_of(img)))
+             for i in range(2)]
+    poller = jobs.Poller(tasks, {"styles": "natural", "tile": 128, "overlap": 16})
+    assert poller.poll() == "running"          # the first task is submitted
+    first = json.load(open(STATE_FILE))["pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 300
+    while (state := poller.poll()) == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"state": state, "error": poller.error, "first_pid": first,
+            "second_pid": json.load(open(STATE_FILE))["pid"], "outputs": len(poller.outputs)}
 
 
 with open(os.path.join(WORK, "result.json"), "w") as f:

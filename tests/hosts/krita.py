@@ -72,7 +72,7 @@ def run_krita(work, params, root=None, env=None, timeout=300):
     envs = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local" / "share"), "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"),
             **(env or {})}
-    for attempt in range(2):   # Krita sometimes fails to reach a just-started Xvfb: try once more
+    for attempt in range(3):   # Krita sometimes fails to reach a just-started Xvfb (more so on a busy CPU)
         with xvfb() as display:
             if root is None:
                 base = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}   # offscreen aborts

@@ -5,7 +5,7 @@ A run either finishes, or leaves the document as it was: a failed or cancelled r
 layers it added."""
 from . import options as opts
 from . import pixels
-from .client import JobFailed
+from .client import Job, JobFailed
 from .messages import explain
 from .qt import QApplication, QObject, QTimer, pyqtSignal
 
@@ -100,7 +100,7 @@ class Runner(QObject):
     def cancel(self):
         if self.job:
             try:
-                self.client.cancel(self.job)
+                self.job.cancel()
             except Exception:  # the worker may already be gone; cancelling is best effort
                 pass
         self._finish(False, "cancelled")
@@ -168,15 +168,16 @@ class Runner(QObject):
                 key = f"krita-{id(self)}-{source.uniqueId().toString()}"
                 sequence = {"id": key, "reset": key not in self.sequences}
                 self.sequences.add(key)
-            self.job = self.client.submit(raw, w, h, channels, dtype, self.options, hints,
-                                          colorspace=pixels.colorspace(source.colorProfile()), sequence=sequence)
+            # a Job submits again if the worker is restarted meanwhile
+            self.job = Job(self.client, raw, w, h, channels, dtype, self.options, hints,
+                           pixels.colorspace(source.colorProfile()), sequence)
         except Exception as e:  # worker or pixel errors end the run with a message, not a traceback
             return self.fail(e)
         self.timer.start(POLL_MS)
 
     def _poll(self):
         try:
-            st = self.client.status(self.job)
+            st = self.job.poll()
         except Exception as e:
             return self.fail(e)
         done_items = self.total - len(self.items) - 1
@@ -187,7 +188,7 @@ class Runner(QObject):
         if st["state"] != "done":
             return self.fail(JobFailed(st.get("error") or f"the job was {st['state']}"))
         try:
-            out, _ = self.client.result(self.job)
+            out = self.job.result()
             self._write(out)
         except Exception as e:
             return self.fail(e)

@@ -8,6 +8,7 @@ the worker and triggers Tools ▸ Scripts ▸ Colorize & Stylize…, reading any
 else calls the plug-in's run() with the scenario's settings."""
 import json
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -212,6 +213,8 @@ class Harness(Extension):
                 out["source_after"] = dump(base, f"{sc['name']}_source_after", frame)
                 out["time_after"] = doc.currentTime()
                 out["style_images"] = runner.options.get("style_images") if runner else None
+                if sc.get("kill_worker"):
+                    out["worker_pid_after"] = json.loads(STATE_FILE.read_text())["pid"]
                 if sc.get("animated") and runner and runner.results:
                     target = runner.results[0][1]
                     out["result_keyframes"] = [t for t in range(0, max(sc["times"]) + 3) if target.hasKeyframeAtTime(t)]
@@ -236,6 +239,8 @@ class Harness(Extension):
                               show_progress=False)
         if sc.get("cancel_after") and runner is not None:
             self.cancel_when(runner, sc["cancel_after"], out)
+        if sc.get("kill_worker") and runner is not None:
+            self.kill_worker_when_submitted(runner, out)
 
     def cancel_when(self, runner, results, out):
         """Press Cancel once ``results`` results are in (what the progress dialog's button does)."""
@@ -246,6 +251,17 @@ class Harness(Extension):
                 out["cancelled_after"] = len(runner.results)
                 return runner.cancel()
             QTimer.singleShot(20, check)
+        check()
+
+    def kill_worker_when_submitted(self, runner, out):
+        """Kill the worker (SIGKILL, as a crash) as soon as the run's first job is in it."""
+        def check():
+            if runner.done:
+                return
+            if runner.job is None:
+                return QTimer.singleShot(10, check)
+            out["killed_pid"] = json.loads(STATE_FILE.read_text())["pid"]
+            os.kill(out["killed_pid"], signal.SIGKILL)
         check()
 
     def trigger_action(self, sc, out, done):
