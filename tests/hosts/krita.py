@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hosts.chroot import in_root, trixie_root, worker_paths
+from hosts.display import xvfb
 
 HERE = Path(__file__).resolve().parent
 KRITAS = ("system", "trixie")
@@ -25,24 +26,6 @@ def ensure_krita(which="system"):
     if r.returncode:
         raise RuntimeError(f"could not install Krita: {r.stderr[-2000:]}")
     return None
-
-
-@contextlib.contextmanager
-def xvfb():
-    """A private Xvfb; -displayfd tells us its display once it is ready (no start-up race)."""
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
-    try:
-        if not number:
-            raise RuntimeError("Xvfb did not start")
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def install_like_an_artist(home):
