@@ -177,6 +177,29 @@ def test_default_model_runs_offline_on_the_sample():
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 3  # and adds colour
 
 
+
+def stripes(rgb):
+    """Mean swing of a*b* between neighbouring rows and columns beyond a straight line: one-pixel
+    stripes of alternating colour."""
+    ab = rgb_to_lab(rgb)[..., 1:]
+    return max(float(np.abs(ab[1:-1] - (ab[:-2] + ab[2:]) / 2).mean()),
+               float(np.abs(ab[:, 1:-1] - (ab[:, :-2] + ab[:, 2:]) / 2).mean()))
+
+
+def test_styles_paint_no_one_pixel_colour_stripes():
+    """The shipped style graph paints rows of alternating colour (10-27 a*b* units, paintings 0.5-3.5);
+    the core removes them and keeps the strokes."""
+    img = photo(size=(384, 256))
+    model = pipeline.get_model(None)
+    for style in ("starry_night", "durer_lion"):
+        weights = pipeline.style_vector(style, model.info.styles)[0][None]
+        weights[0, 0] = 0
+        raw = model.stylize(np.ascontiguousarray(img.transpose(2, 0, 1)[None]), weights)[0].transpose(1, 2, 0)
+        out = pipeline.run(img, styles=style)
+        assert stripes(raw) > 8 and stripes(out) < 4, (style, stripes(raw), stripes(out))
+        assert np.abs(out - img).mean() > 0.05   # still stylized
+
+
 # -- pictures as styles ----------------------------------------------------------------------------
 
 STARRY = ROOT / "tests" / "data" / "starry_night.jpg"
