@@ -187,7 +187,7 @@ def stripes(rgb):
 
 
 def test_styles_paint_no_one_pixel_colour_stripes():
-    """The shipped style graph paints rows of alternating colour (10-27 a*b* units, paintings 0.5-3.5);
+    """The shipped style graph paints rows of alternating colour (7-27 a*b* units, paintings 0.5-3.5);
     the core removes them and keeps the strokes."""
     img = photo(size=(384, 256))
     model = pipeline.get_model(None)

@@ -281,10 +281,10 @@ def colorize(model, L, hints, z, progress):
 
 def smooth_chroma(rgb):
     """sRGB with its a*b* blurred by the 3×3 binomial filter, L* kept. The style graphs of this
-    project paint one-pixel stripes of alternating colour (red/cyan lines: a* and b* swing 10-27
-    units from row to row, against 0.5-3.5 in the paintings and 0.5 in photos; VGG's Gram matrices
-    hardly see them); the binomial filter removes exactly that frequency and keeps the strokes,
-    which are in the lightness and wider than a pixel."""
+    project paint one-pixel stripes of alternating colour (red/cyan lines: a* and b* swing 7-27
+    units from pixel to pixel, against 0.5-3.5 in the paintings and 0.5 in photos; the Gram losses
+    they were trained with reward them); the binomial filter removes exactly that frequency and
+    keeps the strokes, which are in the lightness and wider than a pixel."""
     lab = rgb_to_lab(np.clip(rgb, 0, 1)).astype(np.float32)
     taps = np.array([0.25, 0.5, 0.25], np.float32)
     lab[..., 1:] = cv2.sepFilter2D(lab[..., 1:], -1, taps, taps, borderType=cv2.BORDER_REFLECT)
