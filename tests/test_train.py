@@ -28,6 +28,26 @@ def test_tone_loss_allows_a_global_shift_and_penalises_a_blotch():
     assert float(loss) > 0.01 and float(blotch.grad[..., 16:32, 16:32].abs().sum()) > 0
 
 
+
+def test_stripe_loss_sees_one_pixel_colour_stripes_not_strokes():
+    """Rows of alternating red and cyan cost far more than a painting's smooth colour changes and
+    wide strokes of lightness; its gradient flattens the stripes."""
+    from chromastyle.train.losses import stripe_loss
+
+    y = torch.linspace(0, 1, 64)
+    smooth = torch.stack([0.3 + 0.4 * y[:, None].expand(64, 64), 0.5 * torch.ones(64, 64), 0.6 - 0.3 * y[None].expand(64, 64)])[None]
+    strokes = smooth.clone()
+    strokes[..., 8:16, :] *= 0.5                                      # a dark band 8 px wide
+    striped = smooth.clone()
+    striped[:, 0, ::2] += 0.2                                         # red on even rows ...
+    striped[:, 1:, 1::2] += 0.2                                       # ... cyan on odd ones
+    assert float(stripe_loss(striped)) > 5 * float(stripe_loss(strokes)) > 0
+    striped.requires_grad_(True)
+    stripe_loss(striped).backward()
+    step = (striped - 0.01 * striped.grad / striped.grad.abs().max()).detach()
+    assert float(stripe_loss(step)) < float(stripe_loss(striped))
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A small data folder of the shared layout: train/ photos and styles/<slug>.jpg."""

@@ -16,7 +16,7 @@ from . import data as D
 from ..color import lab_to_rgb, rgb_to_lab
 from ..errors import UserError
 from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
-                     hinge_g, luminance_image, style_loss, tone_loss)
+                     hinge_g, luminance_image, stripe_loss, style_loss, tone_loss)
 from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
                    StyleNet, as_dict, lab_inputs, style_descriptor)
 from .perception import VGG16
@@ -350,6 +350,7 @@ class StyleConfig:
     content_weight: float = 1.0
     tone_weight: float = 30.0      # keep the photo's tonal layout (no blown-out blotches)
     tone_margin: float = 0.25
+    stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 0 until 2.4.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
     init: str = ""                 # start from this checkpoint's weights (fine-tuning, a new machine)
@@ -493,6 +494,8 @@ class StyleTrainer(Run):
             losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"].float(), content_target)
             if cfg.tone_weight:
                 losses["tone"] = cfg.tone_weight * tone_loss(out[sty], x[sty], cfg.tone_margin)
+            if cfg.stripe_weight:
+                losses["stripes"] = cfg.stripe_weight * stripe_loss(out[sty])
             if cfg.adv_weight:
                 losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(out[sty], cond)])
         loss = sum(losses.values())
