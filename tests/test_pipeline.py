@@ -177,7 +177,6 @@ def test_default_model_runs_offline_on_the_sample():
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 3  # and adds colour
 
 
-
 def stripes(rgb):
     """Mean swing of a*b* between neighbouring rows and columns beyond a straight line: one-pixel
     stripes of alternating colour."""

@@ -28,7 +28,6 @@ def test_tone_loss_allows_a_global_shift_and_penalises_a_blotch():
     assert float(loss) > 0.01 and float(blotch.grad[..., 16:32, 16:32].abs().sum()) > 0
 
 
-
 def test_stripe_loss_sees_one_pixel_colour_stripes_not_strokes():
     """Rows of alternating red and cyan cost far more than a painting's smooth colour changes and
     wide strokes of lightness; its gradient flattens the stripes."""

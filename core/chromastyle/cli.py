@@ -150,7 +150,7 @@ def build_parser():
     ev.add_argument("--pictures", type=Path, metavar="DIR",
                     help="also score every picture in DIR used as a style picture (e.g. paintings never trained on)")
     ev.add_argument("--limit", type=int, default=40, help="photos to evaluate")
-    ev.add_argument("--sheet", type=Path, help="also write a sample sheet here (PNG, or JPEG if it ends in .jpg)")
+    ev.add_argument("--sheet", type=Path, help="also write a sample sheet (PNG) here")
     ev.add_argument("--json", type=Path, help="write the figures as JSON too")
 
     i = sub.add_parser("install", help="install a host plug-in (gimp, krita, blender)")

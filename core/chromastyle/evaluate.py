@@ -168,7 +168,7 @@ def sample_sheet(model, photos, styles, path, cell=160):
     sheet = M.to_uint8(np.concatenate(rows, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(path, optimize=True, quality=90)   # quality: a .jpg sheet is a tenth of the PNG
+    Image.fromarray(sheet).save(path, optimize=True)
     return path
 
 

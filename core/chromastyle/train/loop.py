@@ -350,7 +350,7 @@ class StyleConfig:
     content_weight: float = 1.0
     tone_weight: float = 30.0      # keep the photo's tonal layout (no blown-out blotches)
     tone_margin: float = 0.25
-    stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 0 until 2.4.0
+    stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 0 in every run up to 2.4.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
     init: str = ""                 # start from this checkpoint's weights (fine-tuning, a new machine)

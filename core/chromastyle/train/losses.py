@@ -83,7 +83,6 @@ def tone_loss(out, photo, margin=0.25, cell=8):
     return F.relu((shift - shift.mean((2, 3), keepdim=True)).abs() - margin).mean()
 
 
-
 def stripe_loss(out):
     """Penalises one-pixel stripes of alternating colour: the a*b* (÷110) that a 3×3 binomial blur
     removes (what the core's smooth_chroma takes out afterwards). The Gram losses reward such
@@ -92,6 +91,7 @@ def stripe_loss(out):
     taps = torch.tensor([0.25, 0.5, 0.25], dtype=ab.dtype, device=ab.device)
     kernel = (taps[:, None] * taps[None]).expand(2, 1, 3, 3)
     return (ab - F.conv2d(F.pad(ab, (1, 1, 1, 1), mode="reflect"), kernel, groups=2)).abs().mean()
+
 
 def hinge_d(real_outs, fake_outs):
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_outs, fake_outs))
