@@ -59,6 +59,23 @@ def test_levin_guide_stops_values_at_the_guides_edges():
     assert np.allclose(guided[:, 11:], (-40, 0), atol=2)
 
 
+def test_levin_guide_with_sharp_colour_edges_at_the_border_stays_finite():
+    """Where the guide changes by more than ~0.4 between neighbours, the edge-padded pixels beyond the
+    border could out-weigh every real neighbour by e^700: the weights must stay finite."""
+    rng = np.random.default_rng(0)
+    L = rng.random((24, 24)) * 100
+    guide = rng.random((24, 24, 2))
+    mask = np.zeros((24, 24), bool)
+    mask[12, 12] = True
+    hints = np.zeros((24, 24, 2))
+    hints[12, 12] = (30, -20)
+    with np.errstate(over="raise", invalid="raise"):
+        ab = levin_propagate(L, hints, mask, prior=np.zeros((24, 24, 2)), prior_weight=1e-5,
+                             guide=guide, guide_sigma=0.015)
+    assert np.isfinite(ab).all()
+    assert np.allclose(ab[12, 12], (30, -20))
+
+
 def test_levin_beats_gray_on_a_photo():
     img = photo(size=(96, 96)).astype(np.float64)
     lab = rgb_to_lab(img)

@@ -55,7 +55,8 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, g
         exponent = exponent + ((neighbours(g) - g) ** 2).sum(-1) / guide_sigma ** 2
         # a pixel whose every neighbour differs strongly keeps its largest weight, not 0/0
         exponent -= np.where(valid, exponent, np.inf).min(0)
-    wts = np.exp(-exponent) * valid
+    # outside the image the exponent may lie far below the valid minimum: exp of it would overflow
+    wts = np.exp(-np.where(valid, exponent, np.inf))
     wts /= wts.sum(0, keepdims=True)
     fixed = mask.ravel()
     diagonal = np.where(fixed, 1.0, 1.0 + prior_weight) if screened else np.ones(n)
