@@ -76,6 +76,24 @@ def test_levin_guide_with_sharp_colour_edges_at_the_border_stays_finite():
     assert np.allclose(ab[12, 12], (30, -20))
 
 
+def test_levin_similar_features_carry_values_to_regions_that_do_not_touch():
+    """Two dark strips split by a light band, a red hint on the left strip and a blue one in the band:
+    along the luminance the right strip can only take the band's blue; with non-local neighbours of
+    equal lightness it takes the left strip's red."""
+    L = np.full((20, 40), 30.0)
+    L[:, 10:30] = 70.0
+    mask = np.zeros((20, 40), bool)
+    mask[10, 3] = mask[10, 20] = True
+    hints = np.zeros((20, 40, 2))
+    hints[10, 3] = (50, 0)
+    hints[10, 20] = (-50, 0)
+    local = levin_propagate(L, hints, mask)
+    similar = levin_propagate(L, hints, mask, similar=L[..., None] / 100, similar_weight=0.5)
+    assert local[:, 32:, 0].mean() < -40
+    assert similar[:, 32:, 0].mean() > 20
+    assert similar[:, 12:28, 0].mean() < -20                 # the band keeps its own hint
+
+
 def test_levin_beats_gray_on_a_photo():
     img = photo(size=(96, 96)).astype(np.float64)
     lab = rgb_to_lab(img)

@@ -4,7 +4,8 @@ along the full-resolution luminance's edges (fast guided filter, He & Sun 2015).
 import numpy as np
 
 
-def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, guide_sigma=1.0):
+def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, guide_sigma=1.0,
+                    similar=None, similar_weight=0.0, similar_count=10):
     """Colorization using Optimization (Levin et al. 2004), for any per-pixel values.
 
     L: H×W lightness (0..100); values: H×W×C, read where ``mask`` (H×W bool) is set; elsewhere
@@ -19,6 +20,12 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, g
     With a ``guide`` (H×W×G) the weights also fall with the guide's difference between the two
     pixels, w_rs ∝ exp(−(Y_r − Y_s)² / σ_r² − ‖g_r − g_s‖² / guide_sigma²): values stop at the
     guide's edges too (e.g. the network's colour boundaries between objects of equal lightness).
+
+    With ``similar`` features (H×W×F) and ``similar_weight`` β > 0 each free pixel also averages the
+    pixels nearest to it in that feature space, wherever they are (its ``similar_count`` nearest and
+    those it is among the nearest of: the non-local neighbours of KNN matting, Chen et al. 2013):
+    (1 + λ) u_r = (1 − β) Σ_s w_rs u_s + β mean_knn(r) u + λ prior_r. Values then reach regions that
+    look alike but do not touch (the patches of sky between branches).
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
@@ -68,6 +75,22 @@ def levin_propagate(L, values, mask, prior=None, prior_weight=0.0, guide=None, g
         rows.append(src)
         cols.append(dst.ravel()[ok])
         vals.append(-wts[k].ravel()[ok])
+    if similar is not None and similar_weight > 0:
+        from scipy.spatial import cKDTree
+
+        features = similar.reshape(n, -1).astype(np.float64)
+        nearest = cKDTree(features).query(features, similar_count + 1, workers=-1)[1][:, 1:]
+        # symmetric (s is r's neighbour or r is s's), so a hinted pixel pulls the pixels that
+        # resemble it even though its own row is fixed; each row averages its neighbours
+        pairs = sp.coo_matrix((np.ones(nearest.size), (np.repeat(idx.ravel(), similar_count), nearest.ravel())),
+                              shape=(n, n)).tocsr()
+        pairs = ((pairs + pairs.T) > 0).tocoo()
+        ok = ~fixed[pairs.row]
+        degree = np.bincount(pairs.row, minlength=n)
+        vals = [vals[0]] + [v * (1 - similar_weight) for v in vals[1:]]
+        rows.append(pairs.row[ok])
+        cols.append(pairs.col[ok])
+        vals.append(-similar_weight / degree[pairs.row[ok]])
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     b = np.where(fixed[:, None], values.reshape(n, c), 0.0)
     if screened:
