@@ -251,13 +251,13 @@ def hints_from_rgba(rgba):
     """An H×W×4 hint layer (float in [0,1] or uint8): every pixel with alpha > 0 is a hint;
     its colour's a*b* become the hint. Returns H×W×3 float32 (a/110, b/110, mask)."""
     rgba = np.asarray(rgba)
-    if rgba.dtype == np.uint8:
-        rgba = rgba.astype(np.float32) / 255
     mask = rgba[..., 3] > 0
-    lab = rgb_to_lab(rgba[..., :3].astype(np.float64))
+    # only the painted pixels are converted: a 4K layer with a few strokes is mostly empty
+    rgb = rgba[mask, :3].astype(np.float64)
+    lab = rgb_to_lab(rgb / 255 if rgba.dtype == np.uint8 else rgb)
     hints = np.zeros(rgba.shape[:2] + (3,), np.float32)
-    hints[mask, 0] = lab[mask, 1] / 110
-    hints[mask, 1] = lab[mask, 2] / 110
+    hints[mask, 0] = lab[:, 1] / 110
+    hints[mask, 1] = lab[:, 2] / 110
     hints[mask, 2] = 1
     return hints
 
