@@ -251,8 +251,8 @@ HINT_GUIDE_SIGMA = 0.015
 # ...and each pixel also averages, with this share of its weight, the pixels nearest to it in (position,
 # lightness, the network's a*b*), so hints reach look-alike regions they do not touch (KNN matting's
 # non-local neighbours); features: (x, y) / long side, L*/100, a*b*/110 × HINT_SIMILAR_AB. On the same
-# photos +0.3-0.4 dB at 10 and 100 hints; 10 neighbours gained 0.01-0.07 dB more but made the sparse
-# solve 1.5× slower (far links fill in its LU factors). It costs 1.5-2 s at 256².
+# photos +0.2-0.35 dB at 10 and 100 hints; 10 neighbours gained 0.01-0.07 dB more but made the sparse
+# solve 1.5× slower (far links fill in its LU factors). It costs 1.5-2 s at 256² (docs/training.md).
 HINT_SIMILAR_WEIGHT = 0.5
 HINT_SIMILAR_COUNT = 5
 HINT_SIMILAR_AB = 2.0
