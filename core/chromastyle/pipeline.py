@@ -239,8 +239,12 @@ def is_gray(rgb, tolerance=2 / 255):
     return rgb.ndim == 2 or float(np.abs(rgb - rgb.mean(-1, keepdims=True)).max()) <= tolerance
 
 
-# How strongly the network's colours pull the hint propagation (screened Levin, λ): they take
-# over about 1/√λ pixels of the working size away from any hint. Chosen on validation photos that
+# The hints are spread once more after the network, at half the working size: there each pixel's
+# 3×3 window reaches twice as far, and on validation photos that `chromastyle eval` does not use it
+# scored 0.1 dB more at 2 and 10 hints than at the working size (the same at 100) and solves 5-8×
+# faster (docs/training.md).
+# How strongly the network's colours pull that propagation (screened Levin, λ): they take over
+# about 1/√λ pixels away from any hint. Chosen on validation photos that
 # `chromastyle eval` does not use: with the colour graph of this scale, hints spread along the
 # luminance beat the network's own colours wherever hints reach (`docs/training.md`).
 HINT_PRIOR_WEIGHT = 1e-5
@@ -251,8 +255,8 @@ HINT_GUIDE_SIGMA = 0.015
 # ...and each pixel also averages, with this share of its weight, the pixels nearest to it in (position,
 # lightness, the network's a*b*), so hints reach look-alike regions they do not touch (KNN matting's
 # non-local neighbours); features: (x, y) / long side, L*/100, a*b*/110 × HINT_SIMILAR_AB. On the same
-# photos +0.2-0.35 dB at 10 and 100 hints; 10 neighbours gained 0.01-0.07 dB more but made the sparse
-# solve 1.5× slower (far links fill in its LU factors). It costs 1.5-2 s at 256² (docs/training.md).
+# photos +0.2-0.35 dB at 10 and 100 hints (measured at the working size); 10 neighbours gained
+# 0.01-0.07 dB more but made the sparse solve 1.5-2× slower (far links fill in its LU factors).
 HINT_SIMILAR_WEIGHT = 0.5
 HINT_SIMILAR_COUNT = 5
 HINT_SIMILAR_AB = 2.0
@@ -262,10 +266,11 @@ def colorize(model, L, hints, z, progress):
     """Chroma (a*/110, b*/110) for full-resolution lightness L (H×W, 0..1): the hints' colours
     propagated along the luminance (Levin et al. 2004) at 1/4 of the colour graph's working size,
     the colour graph, which starts from that propagation and corrects it; with hints, the hints
-    propagated once more at the working size with the network's colours as the prior and as a
+    propagated once more at half the working size with the network's colours as the prior and as a
     second guide beside the luminance, so they are honoured whatever the network did and stop at
     the colour boundaries it sees, and across to pixels that look alike (lightness and the network's
-    colours) even where they do not touch; then guided upsampling to full size."""
+    colours) even where they do not touch, brought to the working size along the luminance with the
+    painted pixels kept exactly; then guided upsampling to full size."""
     info = model.info
     h, w = L.shape
     size = working_size(h, w, min(info.color_size, max(h, w)), info.color_multiple)
@@ -281,12 +286,16 @@ def colorize(model, L, hints, z, progress):
     ab = model.colorize(L_small[None, None], chw(feed), chw(propagated), z)[0].transpose(1, 2, 0)
     progress(0.5)
     if feed[..., 2].any():
-        ys, xs = np.mgrid[:size[0], :size[1]] / max(size)
-        similar = np.dstack([xs, ys, L_small, ab * HINT_SIMILAR_AB])
-        ab = levin_propagate(L_small * 100, feed[..., :2], feed[..., 2] > 0, prior=ab,
-                             prior_weight=HINT_PRIOR_WEIGHT, guide=ab, guide_sigma=HINT_GUIDE_SIGMA,
-                             similar=similar, similar_weight=HINT_SIMILAR_WEIGHT,
-                             similar_count=HINT_SIMILAR_COUNT).astype(np.float32)
+        half = (size[0] // 2, size[1] // 2)
+        L_half, feed_half, ab_half = resize(L_small, half), hints_at(feed, half), resize(ab, half)
+        ys, xs = np.mgrid[:half[0], :half[1]] / max(half)
+        similar = np.dstack([xs, ys, L_half, ab_half * HINT_SIMILAR_AB])
+        spread = levin_propagate(L_half * 100, feed_half[..., :2], feed_half[..., 2] > 0, prior=ab_half,
+                                 prior_weight=HINT_PRIOR_WEIGHT, guide=ab_half, guide_sigma=HINT_GUIDE_SIGMA,
+                                 similar=similar, similar_weight=HINT_SIMILAR_WEIGHT,
+                                 similar_count=HINT_SIMILAR_COUNT)
+        # brought to the working size along its luminance; the painted pixels keep their hints exactly
+        ab = np.where(feed[..., 2:] > 0, feed[..., :2], guided_upsample(L_small, L_half, spread))
     progress(0.6)
     return guided_upsample(L, L_small, ab)
 
