@@ -26,15 +26,19 @@ def test_colorfulness_orders_images():
     assert M.colorfulness(gray) < 1 < M.colorfulness(img)
 
 
+def point_hints(shape, points):
+    """Hints of the given a*b* at single pixels: [(y, x, (a, b)), …] -> (H×W×2 values, H×W mask)."""
+    hints, mask = np.zeros(shape + (2,)), np.zeros(shape, bool)
+    for y, x, ab in points:
+        hints[y, x], mask[y, x] = ab, True
+    return hints, mask
+
+
 def test_levin_propagates_hints_along_edges():
     """Two flat regions split by an edge; one hint in each: each region takes its hint's colour."""
     L = np.full((40, 40), 30.0)
     L[:, 20:] = 70.0
-    mask = np.zeros((40, 40), bool)
-    mask[20, 5] = mask[20, 35] = True
-    hints = np.zeros((40, 40, 2))
-    hints[20, 5] = (40, 10)
-    hints[20, 35] = (-30, 50)
+    hints, mask = point_hints((40, 40), [(20, 5, (40, 10)), (20, 35, (-30, 50))])
     ab = levin_propagate(L, hints, mask)
     assert np.allclose(ab[:, :18], (40, 10), atol=2)
     assert np.allclose(ab[:, 22:], (-30, 50), atol=2)
@@ -45,11 +49,7 @@ def test_levin_guide_stops_values_at_the_guides_edges():
     """Equal lightness everywhere, so luminance alone spreads one hint over the whole picture; a
     guide with two regions (the network's colours) keeps it on its own side."""
     L = np.full((30, 30), 50.0)
-    mask = np.zeros((30, 30), bool)
-    mask[15, 3] = mask[15, 27] = True
-    hints = np.zeros((30, 30, 2))
-    hints[15, 3] = (40, 0)
-    hints[15, 27] = (-40, 0)
+    hints, mask = point_hints((30, 30), [(15, 3, (40, 0)), (15, 27, (-40, 0))])
     guide = np.zeros((30, 30, 2))
     guide[:, 10:] = 0.3
     plain = levin_propagate(L, hints, mask)
@@ -65,10 +65,7 @@ def test_levin_guide_with_sharp_colour_edges_at_the_border_stays_finite():
     rng = np.random.default_rng(0)
     L = rng.random((24, 24)) * 100
     guide = rng.random((24, 24, 2))
-    mask = np.zeros((24, 24), bool)
-    mask[12, 12] = True
-    hints = np.zeros((24, 24, 2))
-    hints[12, 12] = (30, -20)
+    hints, mask = point_hints((24, 24), [(12, 12, (30, -20))])
     with np.errstate(over="raise", invalid="raise"):
         ab = levin_propagate(L, hints, mask, prior=np.zeros((24, 24, 2)), prior_weight=1e-5,
                              guide=guide, guide_sigma=0.015)
@@ -82,11 +79,7 @@ def test_levin_similar_features_carry_values_to_regions_that_do_not_touch():
     equal lightness it takes the left strip's red."""
     L = np.full((20, 40), 30.0)
     L[:, 10:30] = 70.0
-    mask = np.zeros((20, 40), bool)
-    mask[10, 3] = mask[10, 20] = True
-    hints = np.zeros((20, 40, 2))
-    hints[10, 3] = (50, 0)
-    hints[10, 20] = (-50, 0)
+    hints, mask = point_hints((20, 40), [(10, 3, (50, 0)), (10, 20, (-50, 0))])
     local = levin_propagate(L, hints, mask)
     similar = levin_propagate(L, hints, mask, similar=L[..., None] / 100, similar_weight=0.5)
     assert local[:, 32:, 0].mean() < -40
