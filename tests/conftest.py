@@ -18,9 +18,10 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     yield home
 
 
-def make_tiny_model(folder, styles=("natural", "alpha", "beta")):
+def make_tiny_model(folder, styles=("natural", "alpha", "beta"), global_width=0):
     """A real, randomly initialised model of the contract (both graphs, small random encoder), for
-    plumbing tests. Returns the path of its main file."""
+    plumbing tests; ``global_width`` > 0 gives its colour graph the global-context branch. Returns
+    the path of its main file."""
     import torch
 
     from chromastyle.train.export import export
@@ -28,7 +29,8 @@ def make_tiny_model(folder, styles=("natural", "alpha", "beta")):
     from chromastyle.train.nets import ColorArgs, ColorDecoder, StyleArgs, StyleNet, as_dict
 
     torch.manual_seed(0)
-    color_args = ColorArgs(pretrained=False, encoder_width=8, width8=16, width4=16, blocks8=1, blocks4=1)
+    color_args = ColorArgs(pretrained=False, encoder_width=8, width8=16, width4=16, blocks8=1, blocks4=1,
+                           global_width=global_width)
     style_args = StyleArgs(styles=list(styles), widths=(8, 8, 16), res_blocks=1, encoder_width=4,
                            encoder_pretrained=False, descriptor_dim=120)
     decoder, style = ColorDecoder(color_args), StyleNet(style_args)

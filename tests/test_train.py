@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from chromastyle import cli, engine  # noqa: E402
+from chromastyle.errors import UserError  # noqa: E402
 from chromastyle.train import data as D  # noqa: E402
 from chromastyle.train.export import export, load_color, load_style  # noqa: E402
 from chromastyle.train.loop import (ALL_STYLES, ColorTrainer, StyleTrainer, load_checkpoint,  # noqa: E402
@@ -157,6 +158,27 @@ def test_colour_trainer_runs_validates_and_resumes_exactly(data_dir, tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_colour_fine_tune_adds_the_global_branch_and_can_freeze_the_rest(data_dir, tmp_path):
+    cfg = make_config("color", data=str(data_dir), out=str(tmp_path / "old"), steps=2, **SMALL_COLOR)
+    old = ColorTrainer(cfg)
+    old.run(on_log=lambda row: None)
+    tuned = ColorTrainer(replace(cfg, out=str(tmp_path / "new"), init=str(tmp_path / "old" / "last.pt"),
+                                 global_width=8, init_lr_scale=0.0))
+    b = tuned.load(np.arange(2), tuned.val_cache)
+    inputs = (b["feats"], b["L"], torch.zeros(2, 3, 64, 64), torch.zeros(2, 2, 16, 16), torch.zeros(2, 8))
+    with torch.no_grad():   # zero-initialised: the branch starts as the network without it
+        for a, c in zip(old.net(*inputs), tuned.net(*inputs)):
+            assert torch.equal(a, c)
+    before = {k: v.clone() for k, v in tuned.net.state_dict().items()}
+    for _ in range(2):
+        tuned.train_step()
+    after = tuned.net.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("global_") for k in changed)
+    with pytest.raises(UserError, match="does not fit"):     # a checkpoint of another shape is refused
+        ColorTrainer(replace(cfg, out=str(tmp_path / "bad"), init=str(tmp_path / "old" / "last.pt"), width8=24))
+
+
 def test_style_trainer_runs_and_resumes_exactly(data_dir, tmp_path):
     cfg = make_config("style", data=str(data_dir), out=str(tmp_path), steps=4, styles=ALL_STYLES[:3],
                       **SMALL_STYLE)
@@ -216,7 +238,7 @@ def test_train_resume_and_cli_export_make_a_model_that_runs(data_dir, tmp_path):
 def test_onnx_graphs_equal_pytorch(tmp_path):
     from conftest import make_tiny_model
 
-    main = make_tiny_model(tmp_path)
+    main = make_tiny_model(tmp_path, global_width=8)
     color, _ = load_color(tmp_path / "color.pt")
     style, _ = load_style(tmp_path / "style.pt")
     rng = np.random.default_rng(1)

@@ -108,7 +108,7 @@ def set_rng_state(rng, state):
 def cosine_lr(opt, base, step, total):
     lr = base * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 class Run:
@@ -173,6 +173,7 @@ class ColorConfig:
     pretrained: bool = True        # False: a random frozen VGG16, the control
     encoder_width: int = 64        # a random encoder may be narrower (tests)
     init: str = ""                 # start from this checkpoint's decoder weights (fine-tuning)
+    init_lr_scale: float = 1.0     # with init: the learning rate of the layers it holds × this (0: frozen)
     steps: int = 4000
     batch: int = 16
     lr: float = 5e-4
@@ -183,6 +184,7 @@ class ColorConfig:
     width4: int = 96
     blocks8: int = 2
     blocks4: int = 2
+    global_width: int = 0          # > 0: the global-context branch (nets.ColorDecoder.global_context)
     reg_weight: float = 4.0
     p_none: float = 0.3            # share of crops trained without hints
     p_dense: float = 0.2           # share of crops with 20-150 hint patches
@@ -237,11 +239,20 @@ class ColorTrainer(Run):
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.args = ColorArgs(pretrained=cfg.pretrained, encoder_width=cfg.encoder_width, width8=cfg.width8,
-                              width4=cfg.width4, blocks8=cfg.blocks8, blocks4=cfg.blocks4)
+                              width4=cfg.width4, blocks8=cfg.blocks8, blocks4=cfg.blocks4,
+                              global_width=cfg.global_width)
         self.net = ColorDecoder(self.args)
+        loaded = set()
         if cfg.init:
             start = load_checkpoint(cfg.init)
-            self.net.load_state_dict(start["net"])
+            # a checkpoint without the global branch starts a network with one (it is zero-initialised)
+            try:
+                missing, unexpected = self.net.load_state_dict(start["net"], strict=False)
+            except RuntimeError as e:   # shapes differ
+                raise UserError(f"{cfg.init} does not fit this network: {e}") from None
+            if unexpected or any(not k.startswith("global_") for k in missing):
+                raise UserError(f"{cfg.init} does not fit this network (missing {missing}, unexpected {unexpected})")
+            loaded = set(start["net"])
             self.class_weights = start["class_weights"]
         else:
             sample = self.rng.choice(len(self.train_cache["rgb"]), min(256, len(self.train_cache["rgb"])), replace=False)
@@ -249,7 +260,11 @@ class ColorTrainer(Run):
             self.net.set_feature_stats(batch["feats"])
             ab4 = F.avg_pool2d(batch["ab"], 4).numpy()
             self.class_weights = torch.from_numpy(ab_prior([ab4], self.net.bins.numpy()))
-        self.opt = torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(0.9, 0.99))
+        groups = [{"params": [p for n, p in self.net.named_parameters() if n not in loaded], "lr_scale": 1.0},
+                  {"params": [p for n, p in self.net.named_parameters() if n in loaded], "lr_scale": cfg.init_lr_scale}]
+        for p in groups[1]["params"]:
+            p.requires_grad_(cfg.init_lr_scale > 0)
+        self.opt = torch.optim.Adam([g for g in groups if g["params"]], cfg.lr, betas=(0.9, 0.99))
         self.step, self.log = 0, []
 
     def load(self, idx, cache=None):

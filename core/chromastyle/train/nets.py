@@ -50,6 +50,7 @@ class ColorArgs:
     bin_step: float = 10.0
     temperature: float = 0.38   # annealed mean of the ab distribution (Zhang et al. 2016)
     class_mix: float = 0.5      # away from hints: mix · annealed class mean + (1 − mix) · regression
+    global_width: int = 0       # > 0: a global-context branch of this width (0: none, as shipped)
 
 
 def pool_hints(hints, k):
@@ -107,6 +108,14 @@ class ColorDecoder(nn.Module):
         self.in8 = nn.Conv2d(8 * e, c8, 1)
         self.mix8 = nn.Conv2d(c8 + 5, c8, 3, padding=1)
         self.blocks8 = nn.ModuleList(ZBlock(c8, args.z_dim, 1 + i % 2) for i in range(args.blocks8))
+        if args.global_width:
+            # the whole picture's relu4_3 statistics modulate the 1/8 and 1/4 features (Iizuka et al.
+            # 2016's global fusion): 3×3 stacks see a small window and cannot tell a product shot on
+            # white from a landscape; zero-initialised, so it starts as the network without it
+            self.global_in = nn.Linear(16 * e, args.global_width)
+            self.global_film = nn.Linear(args.global_width, 2 * (c8 + c4))
+            nn.init.zeros_(self.global_film.weight)
+            nn.init.zeros_(self.global_film.bias)
         self.up4 = nn.Conv2d(c8, c4, 1)
         self.in4 = nn.Conv2d(4 * e, c4, 1)
         self.in2 = nn.Conv2d(2 * e, c4, 1)
@@ -137,16 +146,31 @@ class ColorDecoder(nn.Module):
         x = F.leaky_relu(self.in8(self.norm(feats, "relu4_3")), 0.2)
         x = torch.cat([x, pool_hints(hints, 8), F.avg_pool2d(propagated, 2)], 1)
         x = F.leaky_relu(self.mix8(x), 0.2)
+        film = self.global_context(feats) if self.args.global_width else None
+        if film is not None:
+            x = x * (1 + film[0]) + film[1]
         for block in self.blocks8:
             x = block(x, z)
         x = F.interpolate(self.up4(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         x = F.leaky_relu(x + self.in4(self.norm(feats, "relu3_3")) + self.in2(self.norm(feats, "relu2_2")), 0.2)
         x = torch.cat([x, hints4, propagated, reach, F.avg_pool2d(L, 4) - 0.5], 1)
         x = F.leaky_relu(self.mix4(x), 0.2)
+        if film is not None:
+            x = x * (1 + film[2]) + film[3]
         for block in self.blocks4:
             x = block(x, z)
         ab_reg = (propagated + self.head_reg(x)).clamp(-1, 1)
         return self.head_class(x), ab_reg, reach
+
+    def global_context(self, feats):
+        """FiLM scales and shifts for the 1/8 and the 1/4 features (N, C, 1, 1 each) from the mean
+        and deviation over the picture of each normalised relu4_3 channel."""
+        f = self.norm(feats, "relu4_3")
+        mean = f.mean((2, 3))
+        std = ((f - mean[:, :, None, None]) ** 2).mean((2, 3)).add(1e-6).sqrt()
+        g = F.leaky_relu(self.global_in(torch.cat([mean, std], 1)), 0.2)
+        c8, c4 = self.args.width8, self.args.width4
+        return self.global_film(g)[:, :, None, None].split([c8, c8, c4, c4], 1)
 
     def decode(self, logits, ab_reg, reach, temperature=None, class_mix=None):
         """The annealed mean of the class distribution mixed with the regression, the regression
