@@ -101,25 +101,36 @@ def big_job(client, options=None, size=(1000, 1100)):
     return client.submit(arr.tobytes(), w, h, 3, "uint8", {"tile": 160, "overlap": 16, **(options or {})})
 
 
-def test_progress_is_monotonic_and_cancel_mid_job(worker):
-    state_file, state = worker
-    client = Client(state_file, autostart=False)
-    seen = []
-    arr = np.full((500, 600, 3), 90, np.uint8)
-    client.run(arr.tobytes(), 600, 500, options={"tile": 128, "overlap": 16}, progress=lambda p, s: seen.append(p), poll=0.01)
-    assert seen == sorted(seen) and len(set(seen)) > 3
-    job = big_job(client, {"tile": 128}, size=(1700, 1700))
-    while client.status(job)["progress"] <= 0:
-        time.sleep(0.02)
-    client.cancel(job)
-    deadline = time.monotonic() + 20
-    while client.status(job)["state"] not in ("cancelled",) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    st = client.status(job)
-    assert st["state"] == "cancelled" and st["progress"] < 1
-    assert healthy(state)
-    with pytest.raises(Cancelled):
-        client.run(arr.tobytes(), 600, 500, options={"tile": 128, "overlap": 16}, should_cancel=lambda: True)
+# a job that runs for seconds, long enough to be cancelled or abandoned midway: the pipeline does
+# 3 MP in about 0.3 s, 16 MP in about 2 s (on this project's 2-core CPU)
+LONG_JOB_SIZE = (4000, 4000)
+LONG_JOB_LIMIT = ("--max-pixels", str(LONG_JOB_SIZE[0] * LONG_JOB_SIZE[1]))
+
+
+def test_progress_is_monotonic_and_cancel_mid_job(tmp_path):
+    proc, state = start_worker(tmp_path / "run" / "worker.json", *LONG_JOB_LIMIT)
+    try:
+        client = Client(tmp_path / "run" / "worker.json", autostart=False)
+        seen = []
+        arr = np.full((500, 600, 3), 90, np.uint8)
+        client.run(arr.tobytes(), 600, 500, options={"tile": 128, "overlap": 16}, progress=lambda p, s: seen.append(p),
+                   poll=0.01)
+        assert seen == sorted(seen) and len(set(seen)) > 3
+        job = big_job(client, size=LONG_JOB_SIZE)
+        while client.status(job)["progress"] <= 0:
+            time.sleep(0.02)
+        client.cancel(job)
+        deadline = time.monotonic() + 20
+        while client.status(job)["state"] not in ("cancelled",) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = client.status(job)
+        assert st["state"] == "cancelled" and st["progress"] < 1
+        assert healthy(state)
+        with pytest.raises(Cancelled):
+            client.run(arr.tobytes(), 600, 500, options={"tile": 128, "overlap": 16}, should_cancel=lambda: True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_two_clients_at_once_are_served_fairly(worker):
@@ -240,10 +251,10 @@ def test_a_polled_job_starts_a_new_worker_when_its_worker_dies(tmp_path):
 
 def test_abandoned_jobs_are_cancelled(tmp_path):
     state_file = tmp_path / "l" / "worker.json"
-    proc, state = start_worker(state_file, "--job-lease", "0.3")
+    proc, state = start_worker(state_file, "--job-lease", "0.3", *LONG_JOB_LIMIT)
     try:
         client = Client(state_file, autostart=False)
-        job = big_job(client, {"tile": 128}, size=(1700, 1700))   # several seconds of work
+        job = big_job(client, size=LONG_JOB_SIZE)
         time.sleep(3.0)
         assert client.status(job)["state"] == "cancelled"
         assert healthy(state)
