@@ -125,27 +125,24 @@ def style_picture(image):
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 16:
         raise UserError(f"a style picture must be an RGB or gray image of at least 16×16 pixels, "
                         f"got shape {rgb.shape}")
-    # a picture over 3× too large is first reduced by area (fast), Lanczos does the rest
     h, w = rgb.shape[:2]
+    if max(h, w) > 3 * STYLE_IMAGE_SIDE:   # reduced by area first (fast); Lanczos does the last 3×
+        rgb = resize(rgb, working_size(h, w, 3 * STYLE_IMAGE_SIDE, 1))
     if rgb.dtype != np.uint8:
-        rgb = rgb.astype(np.float32, copy=False)
-        if max(h, w) > 3 * STYLE_IMAGE_SIDE:
-            rgb = resize(rgb, working_size(h, w, 3 * STYLE_IMAGE_SIDE, 1))
-        rgb = np.round(np.clip(np.nan_to_num(rgb), 0, 1) * 255).astype(np.uint8)
+        rgb = np.round(np.clip(np.nan_to_num(rgb.astype(np.float32, copy=False)), 0, 1) * 255).astype(np.uint8)
     if max(h, w) > STYLE_IMAGE_SIDE:
-        rgb = lanczos(rgb, working_size(h, w, STYLE_IMAGE_SIDE, 1), reducing_gap=3.0)
+        rgb = lanczos(rgb, working_size(h, w, STYLE_IMAGE_SIDE, 1))
     return np.ascontiguousarray(rgb)
 
 
-def lanczos(rgb8, size, reducing_gap=None):
+def lanczos(rgb8, size):
     """8-bit H×W×3 -> size (h, w) by Pillow's Lanczos filter: how training scaled the paintings it
     described (`train.data.load_rgb`). A style picture must be described the same way: after an area
     resize a painting's descriptor was 8-27 % off the one it was trained with, and its style ratio
     0.05 worse on the held-out paintings (`docs/training.md`)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb8)).resize((size[1], size[0]), Image.LANCZOS,
-                                                                        reducing_gap=reducing_gap))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb8)).resize((size[1], size[0]), Image.LANCZOS))
 
 
 def add_style_image(image):
