@@ -123,6 +123,9 @@ def build_parser():
     t.add_argument("--random-encoder", action="store_true",
                    help="colour: a randomly initialised frozen VGG16 (the control for pretraining)")
     t.add_argument("--init", type=Path, help="start from this checkpoint's weights (no optimizer state)")
+    t.add_argument("--hold-out", metavar="SLUGS",
+                   help="style: comma-separated paintings never trained on, reported apart by eval "
+                        "('' for none; default: the five of docs/training.md)")
     t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a numeric setting, e.g. style_weight=5 (loss weights, lr, batch…; repeatable)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
@@ -400,6 +403,8 @@ def cmd_train(args):
         overrides["pretrained"] = False
     if args.init:
         overrides["init"] = str(args.init)
+    if args.hold_out is not None:
+        overrides["holdout"] = [slug for slug in args.hold_out.split(",") if slug.strip()]
     overrides.update(config_values(args.set))
     print(f"checkpoint: {train(args.part, resume=args.resume, **overrides)}")
 
