@@ -429,9 +429,9 @@ class StyleTrainer(Run):
     kind = "style"
 
     def __init__(self, cfg: StyleConfig):
-        unknown = [s for s in cfg.holdout if s not in cfg.styles]
-        if unknown:
-            raise UserError(f"no painting named {', '.join(unknown)} to hold out; the styles are {', '.join(cfg.styles)}")
+        unknown = [s for s in cfg.holdout if s not in ALL_STYLES + list(cfg.styles)]
+        if unknown:  # a typo would silently train on the painting meant to be held out
+            raise UserError(f"no painting named {', '.join(unknown)} to hold out; the paintings are {', '.join(ALL_STYLES)}")
         train_files, val_files = self.start(cfg)
         self.photos = [D.load_rgb(p, long_side=cfg.stroke_size) for p in train_files]
         self.photos = [p for p in self.photos if min(p.shape[:2]) >= cfg.crop]
