@@ -337,7 +337,7 @@ def test_style_trainer_learns_from_a_bank_and_never_from_held_out_paintings(tmp_
     assert trainer.net.descriptors[2].abs().sum() > 0        # the held-out painting is still described
     trainer.run(on_log=lambda row: None)
     assert trainer.step == 2
-    # held out: none, or only paintings the run has (the command line's --hold-out reaches the config)
+    # held out: none, or known paintings only (a typo is refused; --hold-out reaches the config)
     assert StyleTrainer(make_config("style", **{**cfg, "holdout": []})).bank.painting_count == 6
     assert cli.main(["train", "style", "--data", str(tmp_path), "--out", str(tmp_path / "x"),
                      "--hold-out", "starry_night,hokusai_popies"]) == 1

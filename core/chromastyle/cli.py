@@ -404,7 +404,7 @@ def cmd_train(args):
     if args.init:
         overrides["init"] = str(args.init)
     if args.hold_out is not None:
-        overrides["holdout"] = [slug for slug in args.hold_out.split(",") if slug.strip()]
+        overrides["holdout"] = [slug.strip() for slug in args.hold_out.split(",") if slug.strip()]
     overrides.update(config_values(args.set))
     print(f"checkpoint: {train(args.part, resume=args.resume, **overrides)}")
 
