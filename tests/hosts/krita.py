@@ -49,22 +49,29 @@ def run_krita(work, params, root=None, env=None, timeout=300):
     with open(home / ".config" / "kritarc", "a") as f:
         f.write("enable_chromastyle_harness=true\n")
     (work / "params.json").write_text(json.dumps({**params, "work": str(work)}))
-    (work / "result.json").unlink(missing_ok=True)
     runtime = work / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     envs = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local" / "share"), "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"),
             **(env or {})}
-    for attempt in range(3):   # Krita sometimes fails to reach a just-started Xvfb (more so on a busy CPU)
-        with xvfb() as display:
-            if root is None:
-                base = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}   # offscreen aborts
-                r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True, timeout=timeout,
-                                   env={**base, **envs, "DISPLAY": display})
-            else:
-                inner = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **envs, "DISPLAY": display}
-                r = subprocess.run(in_root(root, inner, "krita --nosplash", rw=[work], ro=worker_paths(), x11=True),
-                                   capture_output=True, text=True, timeout=timeout)
+    # Krita sometimes fails to reach a just-started Xvfb, and once in a while hangs while it starts
+    # (both more so on a busy CPU): start it again, at most three times in all
+    for attempt in range(3):
+        (work / "result.json").unlink(missing_ok=True)
+        try:
+            with xvfb() as display:
+                if root is None:
+                    base = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}   # offscreen aborts
+                    r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True, timeout=timeout,
+                                       env={**base, **envs, "DISPLAY": display})
+                else:
+                    inner = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **envs, "DISPLAY": display}
+                    r = subprocess.run(in_root(root, inner, "krita --nosplash", rw=[work], ro=worker_paths(), x11=True),
+                                       capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if attempt == 2:
+                raise
+            continue
         if "could not connect to display" not in r.stderr:
             break
     result = work / "result.json"
