@@ -54,8 +54,9 @@ def run_krita(work, params, root=None, env=None, timeout=300):
     envs = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local" / "share"), "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"),
             **(env or {})}
-    # Krita sometimes fails to reach a just-started Xvfb, and once in a while hangs while it starts
-    # (both more so on a busy CPU): start it again, at most three times in all
+    # Krita sometimes fails to reach a just-started Xvfb, and once in a while hangs while it starts:
+    # start it again, at most three times in all. (A hang after a Krita was killed came from the
+    # System V semaphores and shared memory it left, which a retry does not clear.)
     for attempt in range(3):
         (work / "result.json").unlink(missing_ok=True)
         try:
