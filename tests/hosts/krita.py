@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,34 +55,53 @@ def run_krita(work, params, root=None, env=None, timeout=300):
     envs = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local" / "share"), "CHROMASTYLE_KRITA_PARAMS": str(work / "params.json"),
             **(env or {})}
-    # Krita sometimes fails to reach a just-started Xvfb, and once in a while hangs while it starts:
-    # start it again, at most three times in all. (A hang after a Krita was killed came from the
-    # System V semaphores and shared memory it left, which a retry does not clear.)
+    tmp = work / "tmp"   # Krita's swap and cache files stay with the test
+    tmp.mkdir(exist_ok=True)
+    envs["TMPDIR"] = str(tmp)
+    # Krita sometimes fails to reach a just-started Xvfb: start it again, at most three times in all
     for attempt in range(3):
         (work / "result.json").unlink(missing_ok=True)
-        try:
-            with xvfb() as display:
-                if root is None:
-                    base = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}   # offscreen aborts
-                    r = subprocess.run(["krita", "--nosplash"], capture_output=True, text=True, timeout=timeout,
-                                       env={**base, **envs, "DISPLAY": display})
-                else:
-                    inner = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **envs, "DISPLAY": display}
-                    r = subprocess.run(in_root(root, inner, "krita --nosplash", rw=[work], ro=worker_paths(), x11=True),
-                                       capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            if attempt == 2:
-                raise
-            continue
+        with xvfb() as display:
+            if root is None:
+                r = run_in_session(["krita", "--nosplash"], timeout, env={**system_env(), **envs, "DISPLAY": display})
+            else:
+                inner = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **envs, "DISPLAY": display}
+                r = run_in_session(in_root(root, inner, "krita --nosplash", rw=[work], ro=worker_paths(), x11=True),
+                                   timeout)
         if "could not connect to display" not in r.stderr:
             break
     result = work / "result.json"
     return r, json.loads(result.read_text()) if result.exists() else None
 
 
+def run_in_session(argv, timeout, env=None):
+    """subprocess.run in a session of its own: on timeout the whole session is killed (a chrooted
+    Krita is a grandchild, which subprocess.run's own kill would leave running) and the error
+    shows what the process said."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            err = p.communicate()[1]
+            raise RuntimeError(f"{argv[0]} did not finish in {timeout} s; what it said:\n{err[-3000:]}") from None
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
+def system_env():
+    """This environment for the system's Krita, less what would point its embedded Python elsewhere.
+    That Python finds its home by looking for `python3` on PATH: with a virtual environment's bin
+    first (an activated venv), it takes the venv's home, cannot import PyQt5, runs no plug-in, and
+    Krita sits idle until the timeout."""
+    drop = {"QT_QPA_PLATFORM", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH"}   # offscreen aborts Krita
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return {**env, "PATH": "/usr/bin:/bin"}
+
+
 def stop_worker(runtime):
     """Stop the worker a test's Krita started (its state file is in the runtime dir)."""
-    import signal
     state = Path(runtime) / "chromastyle" / "worker.json"
     with contextlib.suppress(OSError, ValueError, KeyError):
         os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
