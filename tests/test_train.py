@@ -339,6 +339,35 @@ def test_style_trainer_learns_from_a_bank_and_never_from_held_out_paintings(tmp_
     assert trainer.step == 2
     # held out: none, or known paintings only (a typo is refused; --hold-out reaches the config)
     assert StyleTrainer(make_config("style", **{**cfg, "holdout": []})).bank.painting_count == 6
+    # --bank-extra: more paintings in the bank, not named styles
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "poppies.jpg").write_bytes((tmp_path / "styles" / "hokusai_poppies.jpg").read_bytes())
+    extra = StyleTrainer(make_config("style", **{**cfg, "bank_extra": str(tmp_path / "extra")}))
+    assert extra.bank.painting_count == 6 and extra.args.styles == trainer.args.styles
+    assert cli.main(["train", "style", "--data", str(tmp_path), "--out", str(tmp_path / "y"),
+                     "--bank-extra", str(tmp_path / "train" / "nothing")]) == 2
+    assert not (tmp_path / "y").exists()
     assert cli.main(["train", "style", "--data", str(tmp_path), "--out", str(tmp_path / "x"),
                      "--hold-out", "starry_night,hokusai_popies"]) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_blended_style_samples_learn_the_blend_of_two_descriptors_and_their_grams(data_dir, tmp_path):
+    """mix_share: a sample between two of the bank's is conditioned on the blend of their
+    descriptors and aims at the same blend of their Gram matrices; the discriminator, which
+    compares with a painting's own crops, sees only the unblended ones."""
+    cfg = make_config("style", data=str(data_dir), out=str(tmp_path), steps=3, styles=ALL_STYLES[:3],
+                      mix_share=1.0, **SMALL_STYLE)
+    trainer = StyleTrainer(cfg)
+    x, style, example, weight, blend = trainer.batch()
+    assert all(0 < a < 1 for _, _, a in blend)
+    i, j, a = blend[0]
+    d = trainer.bank.descriptors
+    assert torch.allclose(example[1], a * d[i] + (1 - a) * d[j])
+    layer = trainer.targets(blend)[0]["rgb"][2]
+    gi, gj = trainer.bank.targets[i]["rgb"][2].float(), trainer.bank.targets[j]["rgb"][2].float()
+    assert torch.allclose(layer, a * gi + (1 - a) * gj)
+    row = trainer.train_step()
+    assert "style" in row and "adv" not in row and "d" not in row   # no unblended sample in the batch
+    trainer.cfg.mix_share = 0.5
+    assert any(a == 1.0 for _ in range(20) for _, _, a in trainer.batch()[4])

@@ -126,6 +126,9 @@ def build_parser():
     t.add_argument("--hold-out", metavar="SLUGS",
                    help="style: comma-separated paintings never trained on, reported apart by eval "
                         "('' for none; default: the five of docs/training.md)")
+    t.add_argument("--bank-extra", type=Path, metavar="DIR",
+                   help="style: a folder of more paintings for the style bank; they train the network "
+                        "on more kinds of picture but are not named styles")
     t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a numeric setting, e.g. style_weight=5 (loss weights, lr, batch…; repeatable)")
     t.add_argument("--make-pack", type=Path, metavar="DIR",
@@ -403,6 +406,11 @@ def cmd_train(args):
         overrides["pretrained"] = False
     if args.init:
         overrides["init"] = str(args.init)
+    if args.bank_extra:
+        from .train.data import list_images
+        if not args.bank_extra.is_dir() or not list_images(args.bank_extra):
+            raise UsageError(f"--bank-extra: {args.bank_extra} is not a folder of pictures (JPEG, PNG, WebP, TIFF)")
+        overrides["bank_extra"] = str(args.bank_extra)
     if args.hold_out is not None:
         overrides["holdout"] = [slug.strip() for slug in args.hold_out.split(",") if slug.strip()]
     overrides.update(config_values(args.set))

@@ -54,13 +54,13 @@ def load_photos(files, short_side):
     return [load_rgb(p, short_side=short_side) for p in files]
 
 
-def load_paintings(folder, slugs, long_side, min_side):
+def load_paintings(paths, long_side, min_side):
     """Each painting scaled so its long side is ``long_side`` but no side is below ``min_side``."""
     out = []
-    for slug in slugs:
-        img = load_rgb(Path(folder) / f"{slug}.jpg", long_side=long_side)
+    for path in paths:
+        img = load_rgb(path, long_side=long_side)
         if min(img.shape[:2]) < min_side:
-            img = load_rgb(Path(folder) / f"{slug}.jpg", short_side=min_side)
+            img = load_rgb(path, short_side=min_side)
         out.append(img)
     return out
 

@@ -356,6 +356,8 @@ class StyleConfig:
     variants: int = 24             # crops of each training painting in the style bank
     bank_crop: int = 256
     texture_share: float = 0.25    # share of the style samples drawn from material textures
+    bank_extra: str = ""           # a folder of more paintings for the bank only (not named styles)
+    mix_share: float = 0.0         # share of the style samples that mix two (descriptors and Gram targets)
     max_images: int = 0
     lr: float = 1e-3
     widths: tuple = (24, 48, 96)
@@ -437,7 +439,8 @@ class StyleTrainer(Run):
         self.photos = [p for p in self.photos if min(p.shape[:2]) >= cfg.crop]
         textures = [p for p, f in zip(self.photos, train_files) if Path(f).name.startswith(D.TEXTURE_PREFIX)]
         trained = [s for s in cfg.styles if s not in cfg.holdout]
-        paintings = D.load_paintings(self.root / "styles", cfg.styles, cfg.stroke_size, cfg.crop)
+        paintings = D.load_paintings([self.root / "styles" / f"{s}.jpg" for s in cfg.styles], cfg.stroke_size, cfg.crop)
+        extra = D.load_paintings(D.list_images(cfg.bank_extra), cfg.stroke_size, cfg.crop) if cfg.bank_extra else []
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.args = StyleArgs(styles=["natural"] + list(cfg.styles), widths=tuple(cfg.widths),
@@ -448,7 +451,7 @@ class StyleTrainer(Run):
         with torch.no_grad():
             tensors = [torch.from_numpy(p.transpose(2, 0, 1)[None] / 255.0).float() for p in paintings]
             named = torch.cat([style_descriptor(self.vgg, t) for t in tensors])
-        self.bank = StyleBank(self.vgg, [p for p, s in zip(paintings, cfg.styles) if s in trained],
+        self.bank = StyleBank(self.vgg, [p for p, s in zip(paintings, cfg.styles) if s in trained] + extra,
                               textures if cfg.texture_share else [], cfg, self.rng)
         self.net.set_descriptors(named, population=self.bank.descriptors)
         if cfg.init:
@@ -484,20 +487,35 @@ class StyleTrainer(Run):
         lab = torch.cat([L * 100, ab * 110 * sat], 1).permute(0, 2, 3, 1)
         x = lab_to_rgb(lab).permute(0, 3, 1, 2).clamp(0, 1)
         samples = self.bank.draw(rng, cfg.batch - 1)   # the first crop trains natural (the identity)
+        # some samples are a blend of two: descriptors between the bank's, as style mixing and pictures
+        # never trained on give; the target is the same blend of their Gram matrices
+        blend = [(i, i, 1.0) for i in samples]
+        if cfg.mix_share:
+            partners = self.bank.draw(rng, len(samples))
+            blend = [(i, j, float(rng.uniform(0, 1))) if rng.random() < cfg.mix_share else (i, i, 1.0)
+                     for i, j in zip(samples, partners)]
         style = torch.zeros(cfg.batch, len(self.args.styles))
         style[0, 0] = 1
         weight = torch.ones(cfg.batch, 1)
         weight[0] = 0
-        example = torch.cat([torch.zeros(1, self.args.descriptor_dim), self.bank.descriptors[samples]])
-        return x, style, example, weight, samples
+        d = self.bank.descriptors
+        mixed = torch.stack([a * d[i] + (1 - a) * d[j] for i, j, a in blend])
+        example = torch.cat([torch.zeros(1, self.args.descriptor_dim), mixed])
+        return x, style, example, weight, blend
+
+    def targets(self, blend):
+        """The Gram targets of each (blended) sample, float32."""
+        t = self.bank.targets
+        return [{k: [a * gi.float() + (1 - a) * gj.float() for gi, gj in zip(t[i][k], t[j][k])] for k in t[i]}
+                for i, j, a in blend]
 
     def train_step(self):
         cfg = self.cfg
-        x, style, example, weight, samples = self.batch()
+        x, style, example, weight, blend = self.batch()
         cosine_lr(self.opt, cfg.lr, self.step, cfg.steps)
         cosine_lr(self.opt_d, cfg.lr, self.step, cfg.steps)
         sty = slice(1, None)
-        targets = [{k: [m.float() for m in v] for k, v in self.bank.targets[i].items()} for i in samples]
+        targets = self.targets(blend)
         cond = ((example - self.net.descriptor_mean) / self.net.descriptor_std)[sty]
         with mixed_precision():
             out = self.net(x, style, example, weight).float()
@@ -514,16 +532,19 @@ class StyleTrainer(Run):
                 losses["tone"] = cfg.tone_weight * tone_loss(out[sty], x[sty], cfg.tone_margin)
             if cfg.stripe_weight:
                 losses["stripes"] = cfg.stripe_weight * stripe_loss(out[sty])
-            if cfg.adv_weight:
-                losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(out[sty], cond)])
+            # the discriminator compares with the painting's own crops: blended samples have none
+            pure = [k for k, (i, j, a) in enumerate(blend) if a == 1.0]
+            if cfg.adv_weight and pure:
+                fakes = out[sty][pure]
+                losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(fakes, cond[pure])])
         loss = sum(losses.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        if cfg.adv_weight:
-            real_crops = self.bank.crops(self.rng, samples, cfg.crop).float() / 255
+        if cfg.adv_weight and pure:
+            real_crops = self.bank.crops(self.rng, [blend[k][0] for k in pure], cfg.crop).float() / 255
             with mixed_precision():
-                real, fake = self.D(real_crops, cond), self.D(out[sty].detach(), cond)
+                real, fake = self.D(real_crops, cond[pure]), self.D(fakes.detach(), cond[pure])
             loss_d = hinge_d([o.float() for o in real], [o.float() for o in fake])
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
