@@ -95,7 +95,7 @@ def system_env():
     That Python finds its home by looking for `python3` on PATH: with a virtual environment's bin
     first (an activated venv), it takes the venv's home, cannot import PyQt5, runs no plug-in, and
     Krita sits idle until the timeout."""
-    drop = {"QT_QPA_PLATFORM", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH"}   # offscreen aborts Krita
+    drop = {"QT_QPA_PLATFORM", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH"}   # QT_QPA_PLATFORM=offscreen aborts Krita
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, "PATH": "/usr/bin:/bin"}
 
