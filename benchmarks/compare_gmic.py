@@ -1,13 +1,15 @@
 """Our styles beside G'MIC's patch-based `stylize` (the engine of the G'MIC-Qt plug-in) and, as the
 reference for what the VGG16 losses can reach, a Gatys et al. 2016 optimisation: the VGG16 style
 scores of `chromastyle eval` (style ratio, texture ratio, content) and seconds per image, from the
-gray validation photos. Needs the `gmic` command (Debian package gmic) unless --no-gmic.
+gray validation photos. Needs the `gmic` command (Debian package gmic) unless --methods leaves it out.
 
     python benchmarks/compare_gmic.py [--photos 3] [--styles starry_night,great_wave,the_scream]
                                       [--size 256] [--gatys-steps 200] [--methods chromastyle,gmic,gatys]
 """
 import argparse
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +73,9 @@ def main():
         methods["chromastyle"] = lambda gray, slug, path, tmp: pipeline.run(gray, styles=slug)
         pipeline.run(np.zeros((64, 64, 3), np.float32), styles="natural")   # load the model first
     if "gmic" in chosen:
+        if not shutil.which("gmic"):
+            sys.exit("compare_gmic: no `gmic` command: install it (Debian: apt-get install gmic), "
+                     "or leave it out with --methods chromastyle,gatys")
         methods["G'MIC stylize"] = lambda gray, slug, path, tmp: gmic(gray, path, tmp)
     if "gatys" in chosen:
         methods[f"Gatys ({args.gatys_steps} steps)"] = lambda gray, slug, path, tmp: gatys(
