@@ -506,8 +506,12 @@ class StyleTrainer(Run):
     def targets(self, blend):
         """The Gram targets of each (blended) sample, float32."""
         t = self.bank.targets
-        return [{k: [a * gi.float() + (1 - a) * gj.float() for gi, gj in zip(t[i][k], t[j][k])] for k in t[i]}
-                for i, j, a in blend]
+
+        def one(i, j, a):   # an unblended sample (every one at mix_share 0) needs no arithmetic
+            if a == 1.0:
+                return {k: [g.float() for g in v] for k, v in t[i].items()}
+            return {k: [a * gi.float() + (1 - a) * gj.float() for gi, gj in zip(t[i][k], t[j][k])] for k in t[i]}
+        return [one(*b) for b in blend]
 
     def train_step(self):
         cfg = self.cfg
@@ -516,6 +520,8 @@ class StyleTrainer(Run):
         cosine_lr(self.opt_d, cfg.lr, self.step, cfg.steps)
         sty = slice(1, None)
         targets = self.targets(blend)
+        # the discriminator compares with the painting's own crops: blended samples have none
+        pure = [k for k, (_, _, a) in enumerate(blend) if a == 1.0]
         cond = ((example - self.net.descriptor_mean) / self.net.descriptor_std)[sty]
         with mixed_precision():
             out = self.net(x, style, example, weight).float()
@@ -532,8 +538,6 @@ class StyleTrainer(Run):
                 losses["tone"] = cfg.tone_weight * tone_loss(out[sty], x[sty], cfg.tone_margin)
             if cfg.stripe_weight:
                 losses["stripes"] = cfg.stripe_weight * stripe_loss(out[sty])
-            # the discriminator compares with the painting's own crops: blended samples have none
-            pure = [k for k, (i, j, a) in enumerate(blend) if a == 1.0]
             if cfg.adv_weight and pure:
                 fakes = out[sty][pure]
                 losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(fakes, cond[pure])])
