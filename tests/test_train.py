@@ -48,6 +48,30 @@ def test_stripe_loss_sees_one_pixel_colour_stripes_not_strokes():
     assert float(stripe_loss(step)) < float(stripe_loss(striped))
 
 
+def test_training_can_see_the_style_output_as_the_core_shows_it(data_dir, tmp_path):
+    """smooth_output: the losses' smooth_chroma is the core's, differentiable, on a real photo with
+    one-pixel colour stripes painted over it, and removes them; the style trainer runs with it."""
+    from conftest import photo
+
+    from chromastyle.pipeline import smooth_chroma as core_smooth
+    from chromastyle.train.losses import smooth_chroma, stripe_loss
+
+    striped = photo(size=(96, 64))
+    striped[::2, :, 0] = np.clip(striped[::2, :, 0] + 0.15, 0, 1)        # red on even rows ...
+    striped[1::2, :, 1:] = np.clip(striped[1::2, :, 1:] + 0.15, 0, 1)    # ... cyan on odd ones
+    x = torch.from_numpy(striped.transpose(2, 0, 1)[None]).requires_grad_(True)
+    ours = smooth_chroma(x)
+    theirs = core_smooth(striped)
+    assert float(np.abs(ours[0].detach().numpy().transpose(1, 2, 0) - theirs).mean()) < 0.003
+    assert float(stripe_loss(ours.detach())) < 0.3 * float(stripe_loss(x.detach()))
+    ours.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    cfg = make_config("style", data=str(data_dir), out=str(tmp_path), steps=1, styles=ALL_STYLES[:3],
+                      smooth_output=1, **SMALL_STYLE)
+    trainer = StyleTrainer(cfg)
+    assert np.isfinite(trainer.train_step()["style"]) and "val_style" in trainer.validate()
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A small data folder of the shared layout: train/ photos and styles/<slug>.jpg."""

@@ -16,7 +16,7 @@ from . import data as D
 from ..color import lab_to_rgb, rgb_to_lab
 from ..errors import UserError
 from .losses import (STYLE_LAYERS, ab_prior, class_loss, content_loss, gram_targets, hinge_d,
-                     hinge_g, luminance_image, stripe_loss, style_loss, tone_loss)
+                     hinge_g, luminance_image, smooth_chroma, stripe_loss, style_loss, tone_loss)
 from .nets import (COLOR_FEATURES, ColorArgs, ColorDecoder, MultiScaleDiscriminator, StyleArgs,
                    StyleNet, as_dict, lab_inputs, style_descriptor)
 from .perception import VGG16
@@ -368,6 +368,7 @@ class StyleConfig:
     tone_weight: float = 30.0      # keep the photo's tonal layout (no blown-out blotches)
     tone_margin: float = 0.25
     stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 0 in every run up to 2.4.0
+    smooth_output: int = 0         # 1: losses on the output as the core shows it (smooth_chroma); 0 up to 2.6.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
     init: str = ""                 # start from this checkpoint's weights (fine-tuning, a new machine)
@@ -526,20 +527,21 @@ class StyleTrainer(Run):
         with mixed_precision():
             out = self.net(x, style, example, weight).float()
             losses = {"identity": cfg.identity_weight * F.l1_loss(out[0], x[0])}
-            feats = self.vgg(out[sty], STYLE_LAYERS + ("relu4_2",))
+            styled = smooth_chroma(out[sty]) if cfg.smooth_output else out[sty]
+            feats = self.vgg(styled, STYLE_LAYERS + ("relu4_2",))
             with torch.no_grad():
                 content_target = self.vgg(x[sty], ("relu4_2",))["relu4_2"].float()
             losses["style"] = cfg.style_weight * style_loss(feats, [t["rgb"] for t in targets])
             if cfg.texture_weight:
                 losses["texture"] = cfg.texture_weight * style_loss(
-                    self.vgg(luminance_image(out[sty]), STYLE_LAYERS), [t["texture"] for t in targets])
+                    self.vgg(luminance_image(styled), STYLE_LAYERS), [t["texture"] for t in targets])
             losses["content"] = cfg.content_weight * content_loss(feats["relu4_2"].float(), content_target)
             if cfg.tone_weight:
-                losses["tone"] = cfg.tone_weight * tone_loss(out[sty], x[sty], cfg.tone_margin)
+                losses["tone"] = cfg.tone_weight * tone_loss(styled, x[sty], cfg.tone_margin)
             if cfg.stripe_weight:
                 losses["stripes"] = cfg.stripe_weight * stripe_loss(out[sty])
             if cfg.adv_weight and pure:
-                fakes = out[sty][pure]
+                fakes = styled[pure]
                 losses["adv"] = cfg.adv_weight * hinge_g([o.float() for o in self.D(fakes, cond[pure])])
         loss = sum(losses.values())
         self.opt.zero_grad(set_to_none=True)
@@ -576,6 +578,8 @@ class StyleTrainer(Run):
         for img in self.val_photos:
             x = torch.from_numpy(img.transpose(2, 0, 1)[None] / 255.0).float()
             cells = [self.net(x, onehot(n)) for n in ["natural"] + names]
+            if self.cfg.smooth_output:
+                cells[1:] = [smooth_chroma(c) for c in cells[1:]]
             identity.append(float((cells[0] - x).abs().mean()))
             photo = img.astype(np.float32) / 255
             for name, out in zip(names, cells[1:]):

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..color import rgb_to_lab
+from ..color import lab_to_rgb, rgb_to_lab
 from .perception import gram
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -83,14 +83,27 @@ def tone_loss(out, photo, margin=0.25, cell=8):
     return F.relu((shift - shift.mean((2, 3), keepdim=True)).abs() - margin).mean()
 
 
+def _blur_ab(ab):
+    """The 3×3 binomial blur of the core's smooth_chroma, on an (N,2,H,W) a*b* batch."""
+    taps = torch.tensor([0.25, 0.5, 0.25], dtype=ab.dtype, device=ab.device)
+    kernel = (taps[:, None] * taps[None]).expand(2, 1, 3, 3)
+    return F.conv2d(F.pad(ab, (1, 1, 1, 1), mode="reflect"), kernel, groups=2)
+
+
 def stripe_loss(out):
     """Penalises one-pixel stripes of alternating colour: the a*b* (÷110) that a 3×3 binomial blur
     removes (what the core's smooth_chroma takes out afterwards). The Gram losses reward such
     stripes and nothing else forbids them (docs/training.md); paintings have next to none."""
     ab = rgb_to_lab(out.permute(0, 2, 3, 1))[..., 1:].permute(0, 3, 1, 2) / 110
-    taps = torch.tensor([0.25, 0.5, 0.25], dtype=ab.dtype, device=ab.device)
-    kernel = (taps[:, None] * taps[None]).expand(2, 1, 3, 3)
-    return (ab - F.conv2d(F.pad(ab, (1, 1, 1, 1), mode="reflect"), kernel, groups=2)).abs().mean()
+    return (ab - _blur_ab(ab)).abs().mean()
+
+
+def smooth_chroma(rgb):
+    """The core's ``pipeline.smooth_chroma`` on an sRGB batch (N,3,H,W), differentiable: what the
+    style graph's output becomes before anyone sees it, so the losses can be taken on that."""
+    lab = rgb_to_lab(rgb.clamp(0, 1).permute(0, 2, 3, 1))
+    ab = _blur_ab(lab[..., 1:].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    return lab_to_rgb(torch.cat([lab[..., :1], ab], -1)).permute(0, 3, 1, 2).clamp(0, 1)
 
 
 def hinge_d(real_outs, fake_outs):
