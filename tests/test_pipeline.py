@@ -186,8 +186,9 @@ def stripes(rgb):
 
 
 def test_styles_paint_no_one_pixel_colour_stripes():
-    """The shipped style graph paints rows of alternating colour (7-27 a*b* units, paintings 0.5-3.5);
-    the core removes them and keeps the strokes."""
+    """Style graphs up to 2.6.0 painted rows of alternating colour (7-27 a*b* units, paintings 0.5-3.5);
+    2.7.0 is trained against them and the core smooths what is left: the output swings no more than
+    the paintings do, and is still stylized."""
     img = photo(size=(384, 256))
     model = pipeline.get_model(None)
     for style in ("starry_night", "durer_lion"):
@@ -195,7 +196,7 @@ def test_styles_paint_no_one_pixel_colour_stripes():
         weights[0, 0] = 0
         raw = model.stylize(np.ascontiguousarray(img.transpose(2, 0, 1)[None]), weights)[0].transpose(1, 2, 0)
         out = pipeline.run(img, styles=style)
-        assert stripes(raw) > 8 and stripes(out) < 4, (style, stripes(raw), stripes(out))
+        assert stripes(out) < min(3.5, stripes(raw)), (style, stripes(raw), stripes(out))
         assert np.abs(out - img).mean() > 0.05   # still stylized
 
 
