@@ -335,6 +335,8 @@ class JobQueue:
                     job.cancel.set()
                     if job.state == "queued":
                         job.update(state="cancelled", stage="client gone")
+                    else:   # the pipeline stops at its next checkpoint
+                        job.update(stage="cancelling: client gone")
                 elif job.state in ("done", "failed", "cancelled") and idle > RESULT_TTL:
                     del self.jobs[job.id]
 
