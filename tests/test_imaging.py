@@ -21,7 +21,11 @@ def test_reads_gray_rgb_rgba_palette_cmyk(tmp_path):
     rgb = (rng.random((20, 30, 3)) * 255).astype(np.uint8)
     gray = imaging.read_image(save(tmp_path, rgb[..., 0], "g.png"))
     assert gray.gray and gray.depth == 8 and gray.rgb.shape == (20, 30, 3)
-    assert np.allclose(gray.rgb[..., 0], rgb[..., 0] / 255, atol=1e-6)
+    assert np.allclose(gray.rgb[..., 2], rgb[..., 0] / 255, atol=1e-6)
+    # a gray file's three channels are one array: a 4K gray picture must not cost three
+    assert np.shares_memory(gray.rgb[..., 0], gray.rgb[..., 2])
+    la = imaging.read_image(save(tmp_path, Image.fromarray(rgb[..., :2], "LA"), "la.png"))
+    assert la.gray and np.array_equal(la.alpha, rgb[..., 1]) and np.allclose(la.rgb[..., 1], rgb[..., 0] / 255)
     rgba = np.dstack([rgb, (rng.random((20, 30)) * 255).astype(np.uint8)])
     pic = imaging.read_image(save(tmp_path, rgba, "a.png"))
     assert np.array_equal(pic.alpha, rgba[..., 3])

@@ -46,9 +46,10 @@ def _read_png16(f):
     width, height, rows, info = png.Reader(file=f).asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
-    color = arr[..., :3] if planes >= 3 else np.repeat(arr[..., :1], 3, -1)
     alpha = arr[..., -1] if planes in (2, 4) else None
-    return Picture(color.astype(np.float32) / 65535, alpha, 16, planes < 3)
+    if planes < 3:
+        return Picture(gray_to_rgb(arr[..., 0].astype(np.float32) / 65535), alpha, 16, True)
+    return Picture(arr[..., :3].astype(np.float32) / 65535, alpha, 16, False)
 
 
 def open_regular_file(path):
@@ -139,16 +140,22 @@ def _to_srgb(im, icc):
         return im.convert("RGB")
 
 
+def gray_to_rgb(g):
+    """H×W → H×W×3 as a read-only view: a gray picture's three equal channels cost one's memory
+    and no copying (a 4K gray file: 33 MB instead of 100)."""
+    return np.broadcast_to(g[..., None], g.shape + (3,))
+
+
 def _from_pil(im):
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im).astype(np.float32)
         scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
         g = np.clip(arr / scale, 0, 1)
-        return Picture(np.repeat(g[..., None], 3, -1), None, 16, True)
+        return Picture(gray_to_rgb(g), None, 16, True)
     if mode == "F":
         g = np.clip(np.asarray(im, np.float32), 0, 1)
-        return Picture(np.repeat(g[..., None], 3, -1), None, 32, True)
+        return Picture(gray_to_rgb(g), None, 32, True)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
@@ -156,6 +163,8 @@ def _from_pil(im):
         im, mode = im.convert("RGBA"), "RGBA"
     alpha = np.asarray(im.getchannel("A")) if mode in ("RGBA", "LA", "La", "RGBa") else None
     gray = mode in ("1", "L", "LA", "La")
+    if gray and not im.info.get("icc_profile"):
+        return Picture(gray_to_rgb(np.asarray(im.convert("L"), np.float32) / 255), alpha, 8, True)
     rgb = _to_srgb(im if mode in ("RGB", "CMYK") else im.convert("RGB"), im.info.get("icc_profile"))
     return Picture(np.asarray(rgb, np.float32) / 255, alpha, 8, gray)
 
