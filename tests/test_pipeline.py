@@ -187,7 +187,7 @@ def stripes(rgb):
 
 def test_styles_paint_no_one_pixel_colour_stripes():
     """Style graphs up to 2.6.0 painted rows of alternating colour (7-27 a*b* units, paintings 0.5-3.5);
-    2.7.0 is trained against them and the core smooths what is left: the output swings no more than
+    2.7.0 and later are trained against them and the core smooths what is left: the output swings no more than
     the paintings do, and is still stylized."""
     img = photo(size=(384, 256))
     model = pipeline.get_model(None)

@@ -367,7 +367,7 @@ class StyleConfig:
     content_weight: float = 1.0
     tone_weight: float = 30.0      # keep the photo's tonal layout (no blown-out blotches)
     tone_margin: float = 0.25
-    stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 10 in 2.7.0's last 2000 steps
+    stripe_weight: float = 0.0     # against one-pixel colour stripes (stripe_loss); 10 since 2.7.0's last 2000 steps
     smooth_output: int = 0         # 1: losses on the output as the core shows it (smooth_chroma); 0 up to 2.6.0
     identity_weight: float = 10.0
     adv_weight: float = 0.02
