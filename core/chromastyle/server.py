@@ -475,6 +475,8 @@ class Worker:
                 rgba = np.frombuffer(job.hints, np.uint8).reshape(rgb.shape[0], rgb.shape[1], 4)
                 hints = hints_from_rgba(rgba)
             self.queue.release(job)   # decoded: the raw input is no longer needed
+            if job.cancel.is_set():   # abandoned while decoding: keep the stage that says so
+                raise Cancelled()
             job.stage = "running model"
             started = time.perf_counter()
 
