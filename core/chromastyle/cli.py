@@ -115,7 +115,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="train the colour or the style network (needs chromastyle[train])")
     t.add_argument("part", nargs="?", choices=["color", "style"], help="what to train (not with --resume)")
-    t.add_argument("--resume", type=Path, help="a checkpoint to continue, with its own config")
+    t.add_argument("--resume", type=Path, help="a checkpoint to continue, with its own config (and run folder, unless --out)")
     t.add_argument("--data", help="folder with train/ and styles/")
     t.add_argument("--out", help="run folder (checkpoints, log)")
     t.add_argument("--steps", type=int)
