@@ -26,7 +26,7 @@ os.umask(_UMASK)
 @dataclass
 class Picture:
     """sRGB pixels as float32 H×W×3 in [0, 1] plus what is needed to write them back alike."""
-    rgb: np.ndarray
+    rgb: np.ndarray                   # read from a gray file: a read-only view of one channel (copy to edit)
     alpha: np.ndarray | None = None   # kept in its original dtype and values, never touched
     depth: int = 8                    # 8, 16 or 32 (float)
     gray: bool = False
