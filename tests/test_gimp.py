@@ -208,10 +208,12 @@ def test_a_bad_style_picture_changes_nothing_and_says_why(batch_result, name, st
 def descendants(pid):
     """Processes started (directly or not) by ``pid``: {pid: command line}."""
     children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    # listed, then read one by one: a process that ends meanwhile is skipped (Path.glob would stat
+    # its folder and raise from inside the iteration)
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            fields = (Path("/proc") / name / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(name))
         except (OSError, ValueError, IndexError):
             pass
     found, todo = {}, [pid]
