@@ -13,7 +13,7 @@ from .color import lab_to_rgb_in_gamut, lightness, rgb_to_lab
 from .engine import load_model
 from .errors import UserError
 from .guided import guided_upsample, levin_propagate
-from .imaging import Cancelled, Picture, merge_lab, pad_hwc
+from .imaging import Cancelled, Picture, gray_to_rgb, merge_lab, pad_hwc
 
 KEEP_MODES = ("none", "luminance", "colors")
 
@@ -121,7 +121,7 @@ def style_picture(image):
         image = read_image(image)
     rgb = image.rgb if isinstance(image, Picture) else np.asarray(image)
     if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, -1)
+        rgb = gray_to_rgb(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 16:
         raise UserError(f"a style picture must be an RGB or gray image of at least 16×16 pixels, "
                         f"got shape {rgb.shape}")
@@ -365,7 +365,7 @@ def run(image, hints=None, options=None, progress=None, cancel=None, **kw):
     picture = image if isinstance(image, Picture) else None
     rgb = picture.rgb if picture else np.asarray(image, np.float32)
     if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, -1)
+        rgb = gray_to_rgb(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
         raise UserError(f"expected an H×W×3 image, got shape {rgb.shape}")
     if hints is not None and hints.shape[:2] != rgb.shape[:2]:

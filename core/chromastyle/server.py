@@ -38,7 +38,7 @@ from .client import DTYPE_SIZES, PROTOCOL, default_state_file, make_private_dirs
 from .color import linear_to_srgb, srgb_to_linear
 from .engine import DEVICE_PROVIDERS
 from .errors import UserError
-from .imaging import Cancelled, hints_from_rgba
+from .imaging import Cancelled, gray_to_rgb, hints_from_rgba
 
 log = logging.getLogger("chromastyle.server")
 
@@ -346,13 +346,11 @@ def decode_pixels(header, pixels):
     w, h, c, dtype = header["width"], header["height"], header["channels"], header.get("dtype", "uint8")
     arr = np.frombuffer(pixels, dtype=PIXEL_DTYPES[dtype]).reshape(h, w, c)
     scale = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}[dtype]
-    color = arr[..., :1 if c <= 2 else 3].astype(np.float32) / scale
-    rgb = np.repeat(color, 3, -1) if c <= 2 else color
-    alpha = arr[..., -1].copy() if c in (2, 4) else None
-    rgb = np.clip(np.nan_to_num(rgb), 0, 1)
+    color = np.clip(np.nan_to_num(arr[..., :1 if c <= 2 else 3].astype(np.float32) / scale), 0, 1)
     if header.get("colorspace") == "linear":   # e.g. Blender's float images: the model wants sRGB
-        rgb = linear_to_srgb(rgb)
-    return rgb, alpha
+        color = linear_to_srgb(color)
+    alpha = arr[..., -1].copy() if c in (2, 4) else None
+    return (gray_to_rgb(color[..., 0]) if c <= 2 else color), alpha
 
 
 def encode_pixels(header, rgb, alpha):
