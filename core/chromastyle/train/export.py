@@ -18,10 +18,12 @@ COLOR_SIZE = 256   # long side of the colour graph's working picture (what it wa
 
 def load_color(ckpt, **overrides):
     """The colour network of a decoder checkpoint, with the frozen encoder; ``overrides`` may set
-    the decoding (temperature, class_mix)."""
+    the decoding (temperature, class_mix, neutral_ends)."""
     ck = load_checkpoint(ckpt)
     net = ColorNet(ColorArgs(**{**ck["args"], **overrides})).eval()
     net.decoder.load_state_dict(ck["net"])
+    if "class_weights" in ck:
+        net.decoder.set_class_weights(ck["class_weights"])
     return net, ck
 
 
@@ -60,8 +62,8 @@ def store_fp16(model, min_size=4096):
 
 
 def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
-    """Write OUT_DIR/color.onnx, style.onnx and describe.onnx; ``decoding`` may set temperature
-    and class_mix. Returns the main file's path."""
+    """Write OUT_DIR/color.onnx, style.onnx and describe.onnx; ``decoding`` may set temperature,
+    class_mix and neutral_ends. Returns the main file's path."""
     import onnx
 
     color, color_ck = load_color(color_ckpt, **decoding)
@@ -84,6 +86,7 @@ def export(color_ckpt, style_ckpt, out_dir, fp16=True, opset=17, **decoding):
         "chromastyle.encoder": "vgg16-pretrained" if color.args.pretrained else "vgg16-random",
         "chromastyle.temperature": str(color.args.temperature),
         "chromastyle.class_mix": str(color.args.class_mix),
+        "chromastyle.neutral_ends": str(color.args.neutral_ends).lower(),
         "chromastyle.steps": json.dumps({"color": color_ck.get("step", 0), "style": style_ck.get("step", 0)}),
     }
     hw = {0: "N", 2: "H", 3: "W"}
@@ -143,7 +146,8 @@ def register(model_dir, registry_path):
     registry_path.write_text(text[:start] + entry + text[end:])
 
 
-def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1.0), mixes=(0.5, 0.75, 1.0)):
+def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1.0), mixes=(0.5, 0.75, 1.0),
+                   neutral_ends=False):
     """PSNR (8-bit RGB, input luminance kept) and colourfulness without hints for each decoding of
     a colour checkpoint on ``photos`` (H×W×3 in [0, 1]), to choose the temperature and class mix at
     export. Returns {(temperature, mix): (psnr, colourfulness)}, the photos' colourfulness and the
@@ -155,7 +159,7 @@ def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1
     from ..guided import guided_upsample
     from .nets import encoder_features
 
-    net, _ = load_color(color_ckpt)
+    net, _ = load_color(color_ckpt, neutral_ends=neutral_ends)
     scores = {(t, m): [] for t in temperatures for m in mixes}
     truth, gray = [], []
     for rgb in photos:
@@ -169,7 +173,7 @@ def decoding_sweep(color_ckpt, photos, temperatures=(0.2, 0.3, 0.38, 0.5, 0.7, 1
             heads = net.decoder(encoder_features(net.encoder, x), x, torch.zeros(1, 3, *L.shape),
                                 torch.zeros(1, 2, L.shape[0] // 4, L.shape[1] // 4), torch.zeros(1, net.args.z_dim))
             for t, m in scores:
-                ab = F.interpolate(net.decoder.decode(*heads, t, m), scale_factor=4.0, mode="bilinear",
+                ab = F.interpolate(net.decoder.decode(*heads, x, t, m), scale_factor=4.0, mode="bilinear",
                                    align_corners=False)[0].numpy().transpose(1, 2, 0)
                 ab = guided_upsample(L, L, ab) * 110
                 out = np.clip(lab_to_rgb(np.concatenate([lab[..., :1], ab], -1)), 0, 1)

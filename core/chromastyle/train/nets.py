@@ -50,6 +50,7 @@ class ColorArgs:
     bin_step: float = 10.0
     temperature: float = 0.38   # annealed mean of the ab distribution (Zhang et al. 2016)
     class_mix: float = 0.5      # away from hints: mix · annealed class mean + (1 − mix) · regression
+    neutral_ends: bool = False  # undo the class rebalancing where the picture is near black or white
     global_width: int = 0       # > 0: a global-context branch of this width (0: none, as shipped)
 
 
@@ -123,6 +124,8 @@ class ColorDecoder(nn.Module):
         self.blocks4 = nn.ModuleList(ZBlock(c4, args.z_dim, 1 + i % 2) for i in range(args.blocks4))
         bins = torch.from_numpy(ab_bins(args.bin_step)) / AB_SCALE
         self.register_buffer("bins", bins, persistent=False)
+        # log of the training's class weights (set_class_weights), for the decoding's neutral_ends
+        self.register_buffer("log_class_weights", torch.zeros(len(bins)), persistent=False)
         self.head_class = nn.Conv2d(c4, len(bins), 1)
         self.head_reg = nn.Conv2d(c4, 2, 1)
         nn.init.zeros_(self.head_reg.weight)
@@ -133,6 +136,9 @@ class ColorDecoder(nn.Module):
             f = feats[name].float()
             getattr(self, f"mean_{name}").copy_(f.mean((0, 2, 3)))
             getattr(self, f"std_{name}").copy_(f.std((0, 2, 3)).clamp_min(1e-3))
+
+    def set_class_weights(self, weights):
+        self.log_class_weights.copy_(torch.as_tensor(weights).float().log())
 
     def norm(self, feats, name):
         f = feats[name].float()
@@ -172,17 +178,30 @@ class ColorDecoder(nn.Module):
         c8, c4 = self.args.width8, self.args.width4
         return self.global_film(g)[:, :, None, None].split([c8, c8, c4, c4], 1)
 
-    def decode(self, logits, ab_reg, reach, temperature=None, class_mix=None):
+    def decode(self, logits, ab_reg, reach, L=None, temperature=None, class_mix=None):
         """The annealed mean of the class distribution mixed with the regression, the regression
-        alone where hints reach."""
+        alone where hints reach. With ``neutral_ends`` (and L, N,1 at the working size) the
+        logits are first calibrated where the picture is near black or white."""
         t = self.args.temperature if temperature is None else temperature
         mix = self.args.class_mix if class_mix is None else class_mix
+        logits = logits.permute(0, 2, 3, 1)
+        if self.args.neutral_ends and L is not None:
+            logits = logits - ends_weight(F.avg_pool2d(L, 4)).permute(0, 2, 3, 1) * self.log_class_weights
         # softmax over the last axis + matmul: ONNX Runtime runs this far faster than a softmax
         # over the channel axis of NCHW followed by an einsum
-        prob = torch.softmax(logits.permute(0, 2, 3, 1) / t, -1)
+        prob = torch.softmax(logits / t, -1)
         ab_class = (prob @ self.bins).permute(0, 3, 1, 2)
         m = mix * (1 - reach)
         return m * ab_class + (1 - m) * ab_reg
+
+
+def ends_weight(L):
+    """0 for mid-tones, rising to 1 from L* 70 to 85 and from L* 30 to 15. The rebalanced training
+    (Zhang et al. 2016) buys colour by favouring rare saturated bins; near black and white, where
+    most surfaces are neutral in photos, that favour paints warm or pink casts on white walls,
+    product shots and black backgrounds, so there the decoding removes it (logits − log w)."""
+    L = L * 100
+    return (L - 70).div(15).clamp(0, 1) + (30 - L).div(15).clamp(0, 1)
 
 
 def gray_srgb(L):
@@ -212,7 +231,7 @@ class ColorNet(nn.Module):
 
     def forward(self, L, hints, propagated, z):
         logits, ab_reg, reach = self.decoder(encoder_features(self.encoder, L), L, hints, propagated, z)
-        ab4 = self.decoder.decode(logits, ab_reg, reach)
+        ab4 = self.decoder.decode(logits, ab_reg, reach, L)
         return F.interpolate(ab4, scale_factor=4.0, mode="bilinear", align_corners=False)
 
 
