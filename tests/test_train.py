@@ -312,6 +312,10 @@ def test_onnx_graphs_equal_pytorch(tmp_path):
     m = engine.Model(export(tmp_path / "color.pt", tmp_path / "style.pt", tmp_path / "ends", fp16=False,
                             neutral_ends=True))
     assert np.abs(m.colorize(L, hints, propagated, z) - ends_ref).max() < 1e-4
+    bare = {k: v for k, v in load_checkpoint(tmp_path / "color.pt").items() if k != "class_weights"}
+    torch.save(bare, tmp_path / "bare.pt")
+    with pytest.raises(UserError, match="class weights"):
+        load_color(tmp_path / "bare.pt", neutral_ends=True)
     assert (main.parent / "color.onnx").stat().st_size < 0.7 * (tmp_path / "fp32" / "color.onnx").stat().st_size
 
 

@@ -433,7 +433,8 @@ def cmd_export(args):
 
         photos = validation_photos(None, 100)[1][40:]
         table, truth, gray = decoding_sweep(args.color, photos, neutral_ends=args.neutral_ends)
-        print(f"{len(photos)} photos, 0 hints{', neutral ends' if args.neutral_ends else ''}; gray {gray:.2f} dB; ground-truth colourfulness {truth:.1f}")
+        ends = ", neutral ends" if args.neutral_ends else ""
+        print(f"{len(photos)} photos, 0 hints{ends}; gray {gray:.2f} dB; ground-truth colourfulness {truth:.1f}")
         print("| temperature | class mix | PSNR | colourfulness | % of truth |\n|---|---|---|---|---|")
         for (t, m), (p, c) in table.items():
             print(f"| {t} | {m} | {p:.2f} | {c:.1f} | {100 * c / truth:.0f} |")

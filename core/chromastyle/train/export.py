@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..engine import CONTRACT
+from ..errors import UserError
 from .loop import load_checkpoint
 from .nets import ColorArgs, ColorNet, StyleArgs, StyleEncoder, StyleNet
 
@@ -24,6 +25,8 @@ def load_color(ckpt, **overrides):
     net.decoder.load_state_dict(ck["net"])
     if "class_weights" in ck:
         net.decoder.set_class_weights(ck["class_weights"])
+    elif net.args.neutral_ends:
+        raise UserError(f"{ckpt} has no class weights, which the neutral ends decoding needs")
     return net, ck
 
 
