@@ -40,3 +40,15 @@ def test_out_of_gamut_colours_keep_lightness_and_hue():
     hue = lambda x: np.arctan2(x[:, 2], x[:, 1])  # noqa: E731
     assert np.abs(hue(back) - hue(lab)).max() < 0.05                   # hue kept
     assert np.allclose(back[2], lab[2], atol=0.05)                      # in gamut: unchanged
+
+
+def test_a_picture_of_many_chunks_is_mapped_as_one():
+    """Gamut mapping works a chunk at a time on several threads: every chunk lands in its place."""
+    from chromastyle import color
+
+    rng = np.random.default_rng(3)
+    n = 3 * color._GAMUT_CHUNK + 17
+    lab = np.stack([rng.uniform(0, 100, n), rng.normal(0, 40, n), rng.normal(0, 40, n)], -1).astype(np.float32)
+    whole = color._to_srgb_in_gamut(lab.copy())
+    assert np.array_equal(color.lab_to_rgb_in_gamut(lab.reshape(1, n, 3))[0], whole)
+    assert color.lab_to_rgb_in_gamut(np.zeros((0, 3), np.float32)).shape == (0, 3)
